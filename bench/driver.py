@@ -1,0 +1,78 @@
+"""The driver side of `hetbench run`: compose and validate the config, make the run directory,
+start torchrun on loopback, wait, and make sure the run directory tells how it ended."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from bench import config as config_mod
+from bench import sinks
+
+
+def new_run_id() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def prepare_run_dir(cfg, run_dir: Path, overrides: list[str]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(exist_ok=True)
+    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+
+
+def torchrun_command(cfg, overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+            f"--nproc-per-node={config_mod.world_size(cfg)}", "--max-restarts=0",
+            "-m", "bench.train", *overrides]
+
+
+def worker_env(cfg, run_id: str, run_dir: Path) -> dict:
+    env = dict(os.environ, HETBENCH_RUN_ID=run_id, HETBENCH_RUN_DIR=str(run_dir.resolve()))
+    threads = cfg.train.threads_per_rank or max(1, (os.cpu_count() or 1) // config_mod.world_size(cfg))
+    env.setdefault("OMP_NUM_THREADS", str(threads))  # also silences torchrun's warning about it
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = False) -> int:
+    """Run one experiment under torchrun; returns torchrun's exit status."""
+    prepare_run_dir(cfg, run_dir, overrides)
+    overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.run(torchrun_command(cfg, overrides), env=worker_env(cfg, run_id, run_dir),
+                          stdout=out, stderr=out)
+    if proc.returncode != 0:
+        mark_failed(run_dir, f"torchrun exited with status {proc.returncode}")
+    return proc.returncode
+
+
+def mark_failed(run_dir: Path, reason: str) -> None:
+    """A rank killed hard cannot say so itself: the driver makes the run directory tell."""
+    for name in ("metadata.json", "summary.json"):
+        path = run_dir / name
+        doc = sinks.read_json(path) if path.exists() else {"run_id": run_dir.name}
+        if doc.get("status") != "failed":
+            doc["status"] = "failed"
+            doc.setdefault("error", reason)
+            sinks.write_json_atomic(path, doc)
+
+
+def run_one(overrides: list[str]) -> int:
+    cfg = config_mod.compose(overrides)  # raises ConfigError before any process starts
+    run_id = cfg.run_id or new_run_id()
+    run_dir = Path(cfg.out_root) / run_id
+    print(f"hetbench: run {run_id}: {config_mod.world_size(cfg)} ranks "
+          f"({cfg.cluster.name} over {cfg.network.name}), {cfg.train.steps} steps -> {run_dir}",
+          flush=True)
+    rc = launch(cfg, overrides, run_dir, run_id)
+    status = "ok" if rc == 0 else f"FAILED (torchrun exit status {rc})"
+    print(f"hetbench: run {status}; results in {run_dir}\n"
+          f"hetbench: make the report with: hetbench report {run_dir}", flush=True)
+    return 0 if rc == 0 else 1

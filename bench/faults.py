@@ -1,0 +1,40 @@
+"""Injected trouble (config `faults`), for tests and for users who want to see a sick GPU.
+
+slow:  extra compute of `ms` before backward on steps [start_step, end_step)
+crash: the rank raises at start_step
+hang:  the rank stops answering at start_step (sleeps until killed or the peers time out)
+"""
+from __future__ import annotations
+
+import time
+
+
+class InjectedCrash(RuntimeError):
+    pass
+
+
+class Faults:
+    def __init__(self, faults_cfg, rank: int):
+        self.mine = [f for f in faults_cfg if f.rank == rank]
+
+    @staticmethod
+    def _active(fault, step: int) -> bool:
+        end = fault.end_step if fault.end_step is not None else float("inf")
+        return fault.start_step <= step < end
+
+    def before_backward(self, step: int) -> float:
+        """Apply this step's faults; returns the injected slow-down in ms (0 if none)."""
+        slow_ms = 0.0
+        for fault in self.mine:
+            if fault.kind == "crash" and step == fault.start_step:
+                raise InjectedCrash(f"injected crash (faults: kind=crash, rank={fault.rank}, "
+                                    f"start_step={fault.start_step})")
+            if fault.kind == "hang" and step == fault.start_step:
+                print(f"[rank {fault.rank}] injected hang at step {step}", flush=True)
+                while True:
+                    time.sleep(3600)
+            if fault.kind == "slow" and self._active(fault, step):
+                slow_ms += fault.ms
+        if slow_ms:
+            time.sleep(slow_ms / 1000.0)  # stands in for extra compute on a sick device
+        return slow_ms

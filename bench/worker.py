@@ -1,0 +1,186 @@
+"""One rank's run: set-up, the measured loop with windowed cross-rank gathers, and the
+finish that always leaves what was measured on disk."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import bench
+from bench import config as config_mod
+from bench import emulate, metrics, sinks
+from bench.dist import DistEnv, measure_clock_offsets
+from bench.hardware import detect_local_device, lookup
+from bench.model import describe
+from bench.trainer import Trainer
+
+
+def resolve_run_id(cfg) -> str:
+    """From the config, HETBENCH_RUN_ID or TORCHELASTIC_RUN_ID; else rank 0 picks and shares one.
+    Never from each rank's own clock: ranks would disagree."""
+    run_id = cfg.run_id or os.environ.get("HETBENCH_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id and run_id != "none":
+        return run_id
+    box = [_dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(bench.__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RankRun:
+    def __init__(self, cfg, env: DistEnv, run_dir: Path, run_id: str):
+        self.cfg, self.env, self.run_dir, self.run_id = cfg, env, Path(run_dir), run_id
+        self.is_main = env.rank == 0
+        self.pending: list[dict] = []  # this rank's records not yet gathered
+        self.all_records: list[dict] = []  # rank 0: every rank's attributed records
+        self.log = sinks.RankLog(self.run_dir, env.rank)
+        self.logger = sinks.NullLogger()
+        self.started = _dt.datetime.now().astimezone().isoformat()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        cfg, env = self.cfg, self.env
+        self.offsets = measure_clock_offsets(env)
+        self.pacer, self.link = emulate.build(cfg, env)
+        self.trainer = Trainer(cfg, env, self.pacer, self.link)
+        self.trainer.offset_s = self.offsets[env.rank]["offset_s"]
+        self.ranks = self._gather_rank_info()
+        emulate.calibrate(self.pacer, self.trainer, cfg)
+        if self.is_main:
+            self._write_metadata("running")
+            self.logger = _make_logger(cfg, self.run_dir, self.run_id)
+            print(f"hetbench: {describe(self.trainer.model)}; {env.world_size} ranks on "
+                  f"{env.backend}; run dir {self.run_dir}", flush=True)
+
+    def _gather_rank_info(self) -> list[dict]:
+        table = config_mod.rank_table(self.cfg)[self.env.rank]
+        real = detect_local_device(self.env.device.type)
+        emulating = self.pacer.active
+        speed = table["speed"] if emulating else _real_speed(real)
+        mine = {"rank": self.env.rank, "host": self.env.host, "local_rank": self.env.local_rank,
+                "site": table["site"], "device": real["catalog"] or real["name"],
+                "real_device": real, "emulated_device": table["device"] if emulating else None,
+                "configured_device": table["device"], "speed": speed,
+                "clock_offset_s": self.offsets[self.env.rank]["offset_s"],
+                "clock_uncertainty_s": self.offsets[self.env.rank]["uncertainty_s"],
+                "threads": torch.get_num_threads()}
+        everyone = [None] * self.env.world_size
+        dist.all_gather_object(everyone, mine)
+        return everyone
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def train(self) -> None:
+        steps, every = self.cfg.train.steps, self.cfg.train.log_every
+        progress = sinks.Progress(steps) if self.is_main else None
+        for step in range(steps):
+            self.pending.append(self.trainer.step(step))
+            if (step + 1) % every == 0 or step == steps - 1:
+                window = self._gather_window()
+                if progress:
+                    _show_progress(progress, window, step)
+        if progress:
+            progress.close()
+
+    def _gather_window(self) -> list[dict]:
+        """One all-gather per window (never per step): attribute wait/transfer, write, keep."""
+        everyone = [None] * self.env.world_size
+        dist.all_gather_object(everyone, self.pending)
+        window = [rec for recs in everyone for rec in recs]
+        metrics.attribute(window)
+        self.log.write(r for r in window if r["rank"] == self.env.rank)
+        self.pending = []
+        if self.is_main:
+            self.all_records.extend(window)
+            self.logger.log_window(window[-1]["step"], window, self.ranks)
+        return window
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def close(self, ok: bool, error: str | None = None) -> None:
+        """Runs on every path. Unattributed records still go to disk (wait/transfer null)."""
+        if self.pending:
+            self.log.write(self.pending)
+            self.pending = []
+        self.log.close()
+        if not self.is_main:
+            return
+        summary = self._summary("ok" if ok else "failed")
+        sinks.write_json_atomic(self.run_dir / "summary.json", summary)
+        self._write_metadata("ok" if ok else "failed", error)
+        self.logger.finish(summary, ok)
+        if summary.get("steps_measured"):
+            print(sinks.format_table(summary), flush=True)
+            print(sinks.format_headline(summary), flush=True)
+        for line in emulate.warnings(summary):
+            print("warning: " + line, flush=True)
+
+    def _summary(self, status: str) -> dict:
+        ranks = getattr(self, "ranks", None) or []
+        summary = metrics.summarize(self.all_records, ranks, self.cfg.straggler_threshold) \
+            if ranks else {"world_size": self.env.world_size, "steps_measured": 0}
+        summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=self.run_id, status=status,
+                       entropy_floor=getattr(getattr(self, "trainer", None), "language", None)
+                       and self.trainer.language.entropy_floor)
+        if ranks:
+            summary["emulation"] = emulate.summary_section(self.all_records, ranks, self.pacer,
+                                                           self.link)
+        return summary
+
+    def _write_metadata(self, status: str, error: str | None = None) -> None:
+        env, model = self.env, self.trainer.model
+        meta = {
+            "schema_version": metrics.SCHEMA_VERSION, "run_id": self.run_id, "status": status,
+            "versions": {"hetbench": bench.__version__, "git_sha": git_sha(),
+                         "torch": torch.__version__, "python": os.sys.version.split()[0]},
+            "backend": env.backend, "world_size": env.world_size,
+            "hosts": sorted({r["host"] for r in self.ranks}),
+            "ranks": self.ranks,
+            "clock_offsets": self.offsets,
+            "model": {"name": self.cfg.model.name, "params": model.num_params(non_embedding=False),
+                      "flops_per_token": model.flops_per_token()},
+            "entropy_floor": self.trainer.language.entropy_floor,
+            "emulation": {**self.pacer.describe(), **self.link.describe()},
+            "network": config_mod.to_container(self.cfg.network),
+            "env": sinks.allowed_env(),
+            "start_time": self.started,
+            "end_time": None if status == "running" else _dt.datetime.now().astimezone().isoformat(),
+        }
+        if error:
+            meta["error"] = error
+        sinks.write_json_atomic(self.run_dir / "metadata.json", meta)
+
+
+def _real_speed(real: dict):
+    spec = lookup(real["catalog"])
+    return spec.speed if spec else None
+
+
+def _show_progress(progress, window: list[dict], step: int) -> None:
+    last = [r for r in window if r["step"] == step]
+    step_ms = max(r["step_ms"] for r in last)
+    tokens = sum(r["tokens"] for r in last)
+    loss = sum(r["loss"] for r in last) / len(last)
+    progress.update(step, tokens / step_ms * 1000.0, step_ms, loss)
+
+
+def _make_logger(cfg, run_dir: Path, run_id: str):
+    mode = os.environ.get("WANDB_MODE", cfg.logger.wandb.mode)
+    if mode == "disabled" or True:  # W&B sink: issue 5
+        return sinks.NullLogger()
+    from bench.wandb_logger import WandbLogger  # lazy: wandb is slow to import
+
+    return WandbLogger(cfg, run_dir, run_id, mode)
