@@ -63,9 +63,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def teardown() -> None:
+def teardown(ok: bool) -> None:
+    """Leave the process group. On success every rank leaves together: a rank that destroys
+    its Gloo group while a peer is still using the connection can abort the peer."""
     if dist.is_available() and dist.is_initialized():
         try:
+            if ok:
+                dist.barrier()
             dist.destroy_process_group()
         except Exception:  # a broken group cannot always be destroyed cleanly; we are exiting
             pass

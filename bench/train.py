@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     finally:
         if run is not None:
             run.close(ok, error)
-        dist_mod.teardown()
+        dist_mod.teardown(ok)
     return 0 if ok else 1
 
 

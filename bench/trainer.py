@@ -34,6 +34,9 @@ class NoPacing:
     def pad_bucket(self, bucket_numel: int, t_bwd_start: float) -> float:
         return 0.0
 
+    def overrun_ms(self) -> float:
+        return 0.0
+
     def describe(self) -> dict:
         return {"compute": "off"}
 
@@ -61,25 +64,26 @@ class CommHook:
     def __init__(self, clock, pacer, link, world_size: int):
         self.clock, self.pacer, self.link, self.world_size = clock, pacer, link, world_size
         self.t_bwd_start = 0.0
-        self.buckets = 0
         self.pad_s = 0.0
+        self.bucket_bytes: list[int] = []  # bytes of each bucket handed to comm this step
 
     def start_backward(self, t_bwd_start: float) -> None:
-        self.t_bwd_start, self.buckets, self.pad_s = t_bwd_start, 0, 0.0
+        self.t_bwd_start, self.pad_s, self.bucket_bytes = t_bwd_start, 0.0, []
 
     def on_bucket(self, _state, bucket):
         tensor = bucket.buffer()
         self.pad_s += self.pacer.pad_bucket(tensor.numel(), self.t_bwd_start)
         self.clock.mark("ready")  # the last call of the step is this rank's t_ready
-        index, self.buckets = self.buckets, self.buckets + 1
+        index, nbytes = len(self.bucket_bytes), tensor.numel() * tensor.element_size()
+        self.bucket_bytes.append(nbytes)
         tensor.div_(self.world_size)
         fut = dist.all_reduce(tensor, async_op=True).get_future()
         fut = fut.then(lambda f: f.value()[0])
-        return self.link.wrap(fut, index, tensor.numel() * tensor.element_size())
+        return self.link.wrap(fut, index, nbytes)
 
 
 class Trainer:
-    def __init__(self, cfg, env, pacer=None, link=None, faults=None):
+    def __init__(self, cfg, env, faults=None):
         self.cfg, self.env = cfg, env
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.language = build_language(cfg.data, cfg.train.seed)
@@ -92,13 +96,20 @@ class Trainer:
         self.batches = Batches(self.language, cfg.train.seed, env.rank, cfg.train.micro_batch,
                                cfg.train.seq_len, env.device)
         self.clock = make_clock(env.device.type, env.device)
-        self.pacer = pacer or NoPacing()
-        self.link = link or NoLink()
+        self.pacer, self.link = NoPacing(), NoLink()
         self.faults = faults or Faults(cfg.faults, env.rank)
         self.hook = CommHook(self.clock, self.pacer, self.link, env.world_size)
         self.ddp.register_comm_hook(None, self.hook.on_bucket)
         self.offset_s = 0.0
         self.tokens_per_step = cfg.train.micro_batch * cfg.train.seq_len
+
+    def attach(self, pacer, link) -> None:
+        """Plug in emulation (or anything else shaped like NoPacing / NoLink)."""
+        self.pacer = self.hook.pacer = pacer
+        self.link = self.hook.link = link
+
+    def gradient_numel(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def calibration_pass(self) -> tuple[float, float]:
         """One forward+backward without communication or an update: (fwd_s, bwd_s).
@@ -160,5 +171,6 @@ class Trainer:
             "wait_ms": None, "transfer_ms": None, "injected_ms": self.link.injected_ms(),
             "opt_ms": ms(m["synced"], m["end"]), "step_ms": ms(m["start"], m["end"]),
             "tokens": self.tokens_per_step, "loss": loss,
-            "fault_ms": fault_ms, "buckets": self.hook.buckets,
+            "fault_ms": fault_ms, "overrun_ms": self.pacer.overrun_ms(),
+            "bucket_bytes": list(self.hook.bucket_bytes),
         }

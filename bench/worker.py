@@ -54,8 +54,9 @@ class RankRun:
     def setup(self) -> None:
         cfg, env = self.cfg, self.env
         self.offsets = measure_clock_offsets(env)
-        self.pacer, self.link = emulate.build(cfg, env)
-        self.trainer = Trainer(cfg, env, self.pacer, self.link)
+        self.trainer = Trainer(cfg, env)
+        self.pacer, self.link = emulate.build(cfg, env, self.trainer.gradient_numel())
+        self.trainer.attach(self.pacer, self.link)
         self.trainer.offset_s = self.offsets[env.rank]["offset_s"]
         self.ranks = self._gather_rank_info()
         emulate.calibrate(self.pacer, self.trainer, cfg)

@@ -1,0 +1,43 @@
+"""Shared helpers: run hetbench the way users do (the installed console script) and read
+run directories back."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HETBENCH = str(Path(sys.executable).parent / "hetbench")
+
+# Small, fast defaults for multi-process tests: the tiny model, short sequences.
+FAST = ["train.micro_batch=2", "train.seq_len=32", "logger=none"]
+
+
+def run_hetbench(out_root: Path, *overrides: str, timeout: float = 300) -> tuple[int, Path, str]:
+    """`hetbench run` in a subprocess; returns (exit status, run dir, combined output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    mine = {o.split("=", 1)[0] for o in overrides}
+    defaults = [o for o in FAST if o.split("=", 1)[0] not in mine]
+    proc = subprocess.run([HETBENCH, "run", f"out_root={out_root}", *defaults, *overrides],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    dirs = sorted(p for p in Path(out_root).iterdir() if p.is_dir()) if Path(out_root).exists() else []
+    return proc.returncode, (dirs[-1] if dirs else None), proc.stdout + proc.stderr
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    records = []
+    for path in sorted((run_dir / "ranks").glob("rank_*.jsonl")):
+        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return records
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture
+def out_root(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
