@@ -3,11 +3,11 @@ and validation that names the key, the value and the fix before any process star
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from bench import hardware
 
@@ -81,7 +81,8 @@ class DataConfig:
     """markov: seeded sparse Markov chain with an exact entropy floor; text: a UTF-8 file, bytes."""
     vocab_size: int = 256
     branching: int = 4
-    """Successors per state in the Markov chain (the floor is at most log(branching))."""
+    """Successors per state in the Markov chain. The chain also restarts uniformly 5% of the time,
+    so the floor is about log(branching) or less, plus at most H(0.05) + 0.05 * log(vocab_size)."""
     path: Optional[str] = None
 
 
@@ -192,6 +193,10 @@ def compose(overrides: list[str]) -> DictConfig:
 
 def _hydra_fix(err: Exception) -> str:
     text = str(err).strip().replace("\n\n", "\n")
+    if err.__cause__ is not None:
+        # Hydra's own line hides the reason ("Error merging override ...") or suggests `+key=...`,
+        # which would add a misspelt key: show the first line of the underlying error instead.
+        text = text.splitlines()[0] + "\n" + str(err.__cause__).strip().splitlines()[0]
     return text + "\n(see `hetbench run --help` and configs/ for the known groups and keys)"
 
 
@@ -220,11 +225,30 @@ def to_container(cfg: DictConfig) -> dict:
 
 
 def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None:
+    _validate_known_keys(cfg, "")
     _validate_cluster(cfg, launched_world_size)
     _validate_network(cfg)
     _validate_train(cfg)
     _validate_choices(cfg)
     _validate_faults(cfg)
+
+
+def _validate_known_keys(node: Any, prefix: str) -> None:
+    """A key added with `+key=...` that no schema declares is a typo: nothing would read it."""
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _validate_known_keys(item, f"{prefix}[{i}]")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    known = [f.name for f in fields(schema)] if is_dataclass(schema) else None
+    for key in node.keys():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if known is not None and key not in known:
+            raise ConfigError(path, node[key],
+                              "unknown key (misspelt?); known keys here: " + ", ".join(known))
+        _validate_known_keys(node[key], path)
 
 
 def _validate_cluster(cfg: DictConfig, launched: Optional[int]) -> None:
@@ -280,8 +304,17 @@ def _validate_train(cfg: DictConfig) -> None:
     if cfg.model.n_embd % cfg.model.n_head:
         raise ConfigError("model.n_head", cfg.model.n_head,
                           f"must divide model.n_embd ({cfg.model.n_embd})")
+    for key in ("vocab_size", "branching"):
+        if cfg.data[key] <= 0:
+            raise ConfigError(f"data.{key}", cfg.data[key], "use a positive integer")
     if cfg.data.kind == "text" and not cfg.data.path:
         raise ConfigError("data.path", None, "set data.path to a UTF-8 text file for data.kind=text")
+    if cfg.data.kind == "text" and not Path(cfg.data.path).is_file():
+        raise ConfigError("data.path", cfg.data.path,
+                          f"no such file (from {os.getcwd()}); point it at a UTF-8 text file")
+    if cfg.data.kind == "text" and Path(cfg.data.path).stat().st_size < max(1024, t.seq_len + 2):
+        raise ConfigError("data.path", cfg.data.path, f"the file is too short; use at least "
+                          f"{max(1024, t.seq_len + 2)} bytes of text (1 KiB, and train.seq_len + 2)")
 
 
 def _validate_choices(cfg: DictConfig) -> None:
