@@ -83,7 +83,7 @@ class TextBytes:
         self.data = np.frombuffer(raw, dtype=np.uint8).astype(np.int64)
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
-        starts = rng.integers(0, len(self.data) - length, size=batch)
+        starts = rng.integers(0, len(self.data) - length + 1, size=batch)
         return np.stack([self.data[s:s + length] for s in starts])
 
 

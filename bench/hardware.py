@@ -70,11 +70,9 @@ ALIASES = {
 
 def canonical_name(name: str) -> Optional[str]:
     """The catalog key for a config or driver device name, or None if unknown."""
-    key = name.strip()
-    for candidate in (key, key.upper(), ALIASES.get(key), ALIASES.get(key.upper())):
-        if candidate in CATALOG:
-            return candidate
-    return None
+    folded = {k.upper(): k for k in CATALOG}
+    folded.update({alias.upper(): target for alias, target in ALIASES.items()})
+    return folded.get(name.strip().upper())
 
 
 def lookup(name: Optional[str]) -> Optional[GPUSpec]:

@@ -74,7 +74,8 @@ class GPT(nn.Module):
         """Training FLOPs per token: 6N plus attention, PaLM (Chowdhery et al. 2022) appendix B.
 
         N counts non-embedding parameters (the tied head does the work of a dense layer, so it
-        stays in); attention adds 6 * n_layer * seq_len * n_embd (QK^T and AV, forward+backward).
+        stays in). PaLM's attention term is 12 * n_layer * seq_len * n_embd for full attention;
+        a causal mask does half of that work, so this counts 6 * n_layer * seq_len * n_embd.
         """
         return 6 * self.num_params() + 6 * self.n_layer * self.seq_len * self.n_embd
 

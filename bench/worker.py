@@ -85,16 +85,20 @@ class RankRun:
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> None:
-        steps, every = self.cfg.train.steps, self.cfg.train.log_every
-        progress = sinks.Progress(steps) if self.is_main else None
-        for step in range(steps):
+        progress = sinks.Progress(self.cfg.train.steps) if self.is_main else None
+        self.run_steps(range(self.cfg.train.steps), progress)
+        if progress:
+            progress.close()
+
+    def run_steps(self, steps, progress=None) -> None:
+        """Train `steps` (consecutive step numbers), gathering every `log_every` steps."""
+        every, last = self.cfg.train.log_every, self.cfg.train.steps - 1
+        for step in steps:
             self.pending.append(self.trainer.step(step))
-            if (step + 1) % every == 0 or step == steps - 1:
+            if (step + 1) % every == 0 or step == last:
                 window = self._gather_window()
                 if progress:
                     _show_progress(progress, window, step)
-        if progress:
-            progress.close()
 
     def _gather_window(self) -> list[dict]:
         """One all-gather per window (never per step): attribute wait/transfer, write, keep."""

@@ -1,0 +1,114 @@
+"""What hetbench's instrumentation costs: the same model, batch and world size through a bare
+DDP loop (no hooks, no timing) and through hetbench's loop (comm hook, clocks, windowed gather,
+JSONL), interleaved block by block in one torchrun job so that both see the same machine.
+
+    python benchmarks/overhead.py [--ranks 2] [--blocks 10] [--block-steps 20] [overrides...]
+
+Emulation is off (no pacing, no link delay): only the harness is measured. Prints per-block
+step times, the median of the paired per-block ratios, and as its last line
+`overhead_ratio=<x>` (hetbench / bare; 1.00 = free).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--blocks", type=int, default=10, help="blocks of each kind")
+    ap.add_argument("--block-steps", type=int, default=20)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*")
+    return ap.parse_args(argv)
+
+
+def launch(args) -> int:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}",
+           __file__, "--worker", f"--blocks={args.blocks}", f"--block-steps={args.block_steps}",
+           *args.overrides]
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.ranks)))
+    return subprocess.call(cmd, env=env)
+
+
+def worker(args) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from bench import config as config_mod, dist as dist_mod
+    from bench.model import build_model
+    from bench.worker import RankRun
+
+    world = int(os.environ["WORLD_SIZE"])
+    total = args.blocks * args.block_steps
+    cfg = config_mod.compose([
+        f"cluster.groups=[{{device:H100,count:{world},site:a}}]", "network=rack",
+        "emulation.compute=off", "logger=none", f"train.steps={total}", "train.warmup_steps=0",
+        *args.overrides])
+    env = dist_mod.init(cfg)
+    dist_mod.set_cpu_threads(cfg.train.threads_per_rank, env.local_world_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RankRun(cfg, env, Path(tmp), "overhead")
+        run.setup()
+        bare = Bare(cfg, run.trainer, torch, DDP, build_model)
+        times = {"bare": [], "hetbench": []}
+        for block in range(args.blocks):
+            steps = range(block * args.block_steps, (block + 1) * args.block_steps)
+            for kind in (("bare", "hetbench") if block % 2 == 0 else ("hetbench", "bare")):
+                dist.barrier()
+                t0 = time.perf_counter()
+                bare.run(steps) if kind == "bare" else run.run_steps(steps)
+                dist.barrier()  # sync point: the block ends when every rank is done
+                times[kind].append((time.perf_counter() - t0) / args.block_steps * 1000)
+        run.log.close()
+    dist_mod.teardown(True)
+    if env.rank == 0:
+        report(times)
+
+
+class Bare:
+    """The plain DDP loop: same model, data, optimizer and buckets; built-in all-reduce."""
+
+    def __init__(self, cfg, trainer, torch, DDP, build_model):
+        torch.manual_seed(cfg.train.seed)
+        model = build_model(cfg.model, trainer.language.vocab_size, cfg.train.seq_len)
+        self.ddp = DDP(model, bucket_cap_mb=cfg.strategy.bucket_cap_mb)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+        self.batches = trainer.batches
+
+    def run(self, steps) -> None:
+        for step in steps:
+            x, y = self.batches.batch(step)
+            loss = self.ddp(x, y)
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            loss.item()
+
+
+def report(times: dict) -> None:
+    print(f"{'block':>5} {'bare(ms/step)':>14} {'hetbench(ms/step)':>18} {'ratio':>7}")
+    ratios = []
+    for i, (b, h) in enumerate(zip(times["bare"], times["hetbench"])):
+        ratios.append(h / b)
+        print(f"{i:>5} {b:>14.3f} {h:>18.3f} {h / b:>7.4f}")
+    print(f"median bare {statistics.median(times['bare']):.3f} ms/step, median hetbench "
+          f"{statistics.median(times['hetbench']):.3f} ms/step, ratio of medians "
+          f"{statistics.median(times['hetbench']) / statistics.median(times['bare']):.4f}")
+    print(f"overhead_ratio={statistics.median(ratios):.4f}")
+
+
+if __name__ == "__main__":
+    parsed = parse(sys.argv[1:])
+    if parsed.worker:
+        worker(parsed)
+    else:
+        sys.exit(launch(parsed))
