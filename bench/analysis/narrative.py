@@ -1,0 +1,80 @@
+"""The analysis in plain sentences, for the console verdict and the HTML report."""
+from __future__ import annotations
+
+from bench.analysis.rundir import Run
+
+NOTABLE_SLOWDOWN = 1.02
+"""Per-rank what-if slowdowns under 2% are not worth a sentence."""
+
+
+def _cut(slowdown: float) -> float:
+    """Share of the step removed when a slowdown of `slowdown` goes away."""
+    return 1.0 - 1.0 / slowdown
+
+
+def headline(run: Run, analysis: dict) -> str:
+    w = analysis["whatif"]
+    return (f"{run.world_size} ranks, {len(run.steps)} measured steps: median step "
+            f"{w['step_ms_p50']:.1f} ms against an ideal {w['ideal_ms_p50']:.1f} ms "
+            f"(balanced by speed, no link delay): total slowdown x{w['total']:.2f}.")
+
+
+def rank_sentences(run: Run, analysis: dict) -> list[str]:
+    rows = {row["rank"]: row for row in analysis["stragglers"]}
+    per_rank = sorted(analysis["whatif"]["per_rank"], key=lambda r: -r["slowdown"])
+    out = []
+    for item in per_rank:
+        if item["slowdown"] < NOTABLE_SLOWDOWN:
+            break
+        row = rows[item["rank"]]
+        out.append(f"{run.label(item['rank'])} was last ready in {row['last_arrival_share']:.0%} "
+                   f"of steps; making it as fast as the others would cut the step by "
+                   f"{_cut(item['slowdown']):.0%} (x{item['slowdown']:.2f}).")
+    if not out:
+        out.append("No single rank holds the step back: making any one rank as fast as the "
+                   f"others would cut the step by less than {_cut(NOTABLE_SLOWDOWN):.0%}.")
+    for row in analysis["stragglers"]:
+        if row["flagged"]:
+            out.append(f"{run.label(row['rank'])} is flagged as a straggler: score "
+                       f"{row['relative_score']:.2f} is under the threshold {run.threshold:.2f}.")
+        if row["anomalous"]:
+            out.append(f"{run.label(row['rank'])} is anomalous: score {row['relative_score']:.2f}, "
+                       f"though its device should reach {row['expected_score']:.2f} - "
+                       "suspect the device itself, not the model mix.")
+    return out
+
+
+def transient_sentences(run: Run, analysis: dict) -> list[str]:
+    out = []
+    for t in analysis["transients"]:
+        out.append(f"{run.label(t['rank'])} ran {t['extra_ms']:.1f} ms per step slower than its "
+                   f"norm in steps {t['start_step']}-{t['end_step'] - 1}.")
+    return out or ["No transient: no rank ran slower than its own norm for a stretch of steps."]
+
+
+def top_k_sentence(analysis: dict) -> str | None:
+    top = analysis["whatif"]["top_k"]
+    if not top or top[0]["recovered_share"] is None:
+        return None
+    k1 = top[0]
+    text = (f"Fixing the worst rank ({k1['ranks'][0]}) recovers {k1['recovered_share']:.0%} "
+            "of the gap to the ideal step")
+    if len(top) > 2:
+        k2 = top[1]
+        text += (f"; fixing the two worst ({', '.join(map(str, k2['ranks']))}) recovers "
+                 f"{k2['recovered_share']:.0%}")
+    return text + "."
+
+
+def network_sentence(analysis: dict) -> str | None:
+    parts = analysis["whatif"]["breakdown"]
+    if parts["network_ms"] <= 0:
+        return None
+    return (f"Injected link delay adds {parts['network_ms']:.1f} ms to the median step "
+            f"({parts['network_ms'] / parts['measured_ms']:.0%} of it).")
+
+
+def sentences(run: Run, analysis: dict) -> list[str]:
+    lines = [headline(run, analysis), *rank_sentences(run, analysis)]
+    lines += [s for s in (top_k_sentence(analysis), network_sentence(analysis)) if s]
+    return lines + transient_sentences(run, analysis)

@@ -1,0 +1,78 @@
+"""`hetbench report RUN_DIR`: analysis.json, plots/, report.html and trace.json from a run
+directory alone. A sweep directory (one holding sweep.json) goes to bench.analysis.sweep_report."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from bench import metrics, sinks
+from bench.analysis import html, narrative, plots, plots_time, rundir, stragglers, trace, transients, whatif
+
+EXIT_NOT_A_RUN = 2
+
+
+def analyse(run: rundir.Run) -> dict:
+    """The numbers of analysis.json (DESIGN.md section 5; docs/report.md)."""
+    return {
+        "schema_version": metrics.SCHEMA_VERSION,
+        "run_id": run.metadata.get("run_id", run.path.name),
+        "status": run.metadata.get("status"),
+        "world_size": run.world_size,
+        "steps_measured": len(run.steps),
+        "straggler_threshold": run.threshold,
+        "stragglers": stragglers.analyse(run.steps, run.ranks, run.threshold),
+        "transients": transients.find(run.steps),
+        "whatif": whatif.analyse(run.steps),
+    }
+
+
+def make_plots(run: rundir.Run, analysis: dict, folder: Path) -> list[tuple[Path, str]]:
+    """[(png path, caption)] in the order the report shows them."""
+    folder.mkdir(exist_ok=True)
+    return [
+        (plots_time.timeline(run, analysis["transients"], folder / "timeline.png"),
+         "Phases of each rank on one clock; pad marks the emulated slowdown inside compute."),
+        (plots.wait_heatmap(run, folder / "wait_heatmap.png"),
+         "wait_ms per rank and measured step."),
+        (plots.waterfall(run, analysis["whatif"]["breakdown"], folder / "waterfall.png"),
+         "Medians over measured steps: ideal = balanced compute and no injected link delay."),
+        (plots.compute_distributions(run, folder / "compute_distributions.png"),
+         "Compute = forward + backward per measured step; whiskers at 1.5 IQR, dots beyond."),
+        (plots_time.loss_curves(run, folder / "loss.png"),
+         "Mean training loss over ranks; grey = warmup steps (excluded from statistics)."),
+    ]
+
+
+def build_report(run_dir) -> dict:
+    """Write analysis.json, plots/, report.html and trace.json; return what was written."""
+    run = rundir.load(run_dir)
+    analysis = analyse(run)
+    sentences = narrative.sentences(run, analysis)
+    analysis["verdict"] = sentences
+    sinks.write_json_atomic(run.path / "analysis.json", analysis)
+    figures = make_plots(run, analysis, run.path / "plots")
+    page = html.write(run, analysis, sentences, figures, run.path / "report.html")
+    trace_path = trace.write(run, run.path / "trace.json")
+    return {"analysis": analysis, "plots": [path for path, _ in figures], "html": page,
+            "trace": trace_path, "verdict": sentences}
+
+
+def main(run_dir: str) -> int:
+    path = Path(run_dir)
+    if (path / "sweep.json").exists():
+        from bench.analysis.sweep_report import main as sweep_main
+
+        return sweep_main(run_dir)
+    started = time.monotonic()
+    try:
+        result = build_report(path)
+    except rundir.NotARunDir as err:
+        print(f"hetbench report: error: {err}", file=sys.stderr)
+        return EXIT_NOT_A_RUN
+    for line in result["verdict"]:
+        print(line)
+    print(f"\nwrote {path / 'analysis.json'}\n      {result['html']}\n      {result['trace']}\n"
+          f"      {path / 'plots'}/ ({len(result['plots'])} plots) "
+          f"in {time.monotonic() - started:.1f} s")
+    return 0

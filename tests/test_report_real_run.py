@@ -1,0 +1,35 @@
+"""A real 2-rank run with an injected slowdown, then `hetbench report`, both through the CLI."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAULT_RANK, FAULT_START, FAULT_END = 1, 25, 40
+
+
+@pytest.mark.slow
+def test_report_names_the_slowed_rank_and_its_window(tmp_path):
+    # 200 ms: well above the step-to-step noise of ranks sharing two busy cores.
+    fault = f"{{kind:slow,rank:{FAULT_RANK},start_step:{FAULT_START},end_step:{FAULT_END},ms:200}}"
+    hetbench = [shutil.which("hetbench", path=str(Path(sys.executable).parent)) or "hetbench"]
+    run = subprocess.run(hetbench + ["run", "cluster=h100x2", "network=rack", "train.steps=60",
+                                     "train.warmup_steps=5", f"faults=[{fault}]",
+                                     f"out_root={tmp_path}", "run_id=faulty"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    run_dir = Path(tmp_path) / "faulty"
+    rep = subprocess.run(hetbench + ["report", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    found = json.loads((run_dir / "analysis.json").read_text())["transients"]
+    assert len(found) == 1, found
+    t = found[0]
+    assert t["rank"] == FAULT_RANK
+    assert abs(t["start_step"] - FAULT_START) <= 2 and abs(t["end_step"] - FAULT_END) <= 2
+    assert t["extra_ms"] > 100.0
+    assert f"rank {FAULT_RANK} (H100-SXM, site a) ran" in rep.stdout
+    for name in ("report.html", "trace.json", "plots/timeline.png"):
+        assert (run_dir / name).exists()
