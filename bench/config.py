@@ -63,8 +63,9 @@ class EmulationConfig:
     """auto: inject link delay whenever a link has latency, bandwidth or jitter; off to disable."""
     calibration_steps: int = 6
     """Steps timed at start to agree on the reference compute time (not counted in warmup)."""
-    reference_scale: float = 1.0
-    """Multiply the calibrated reference time (>1 gives headroom on an oversubscribed machine)."""
+    reference_scale: float = 1.25
+    """Multiply the calibrated reference time: >1 leaves the fastest emulated device headroom
+    on an oversubscribed machine, so that it is not slowed below its target by a busy core."""
 
 
 @dataclass

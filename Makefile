@@ -1,0 +1,22 @@
+# Every target sets itself up first (scripts/setup.sh: .venv, torch, hetbench).
+.PHONY: setup run test test-fast bench-overhead bench-fidelity
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	.venv/bin/hetbench run $(ARGS)
+
+# The whole suite, multi-process runs included (a few minutes on a 2-core laptop).
+test: setup
+	.venv/bin/python -m pytest -q
+
+# Unit tests only: seconds.
+test-fast: setup
+	.venv/bin/python -m pytest -q -m "not slow"
+
+bench-overhead: setup
+	.venv/bin/python benchmarks/overhead.py
+
+bench-fidelity: setup
+	.venv/bin/python benchmarks/fidelity.py
