@@ -184,7 +184,7 @@ def _show_progress(progress, window: list[dict], step: int) -> None:
 
 def _make_logger(cfg, run_dir: Path, run_id: str):
     mode = os.environ.get("WANDB_MODE", cfg.logger.wandb.mode)
-    if mode == "disabled" or True:  # W&B sink: issue 5
+    if mode == "disabled":
         return sinks.NullLogger()
     from bench.wandb_logger import WandbLogger  # lazy: wandb is slow to import
 

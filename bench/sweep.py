@@ -1,0 +1,319 @@
+"""`hetbench run -m ...`: expand Hydra sweep overrides into points, validate every point, then run
+one torchrun group per point (the driver sweeps; workers never see a multirun).
+
+  runs/<sweep_id>/<NNN_key=value,...>/   a full run directory per point
+  runs/<sweep_id>/sweep.csv, sweep.json  one row per point, rewritten after each point
+
+Rerunning with the same sweep_id skips points whose summary.json says status ok.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from bench import config as config_mod
+from bench import driver, sinks
+from bench.config import ConfigError
+
+SWEEP_SCHEMA_VERSION = 1
+HEADLINE = ("step_ms_p50", "tokens_per_s", "efficiency", "slowdown_balance", "slowdown_network",
+            "slowdown_total", "final_loss")
+
+
+@dataclass
+class Choice:
+    """One override key: the override lines to try (one unless swept) and their values."""
+    lines: list[str]
+    values: list[str]
+    swept: bool
+
+
+@dataclass
+class Point:
+    index: int
+    overrides: list[str]
+    swept: dict = field(default_factory=dict)  # key -> value, swept keys only
+    name: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Expansion: Hydra's grammar, BasicSweeper's cartesian product.
+
+
+def parse_choices(overrides: list[str]) -> dict[str, Choice]:
+    """Key -> Choice, in first-seen order; a later override of the same key replaces the earlier
+    one in place (as Hydra's BasicSweeper does, so command-line values beat preset params)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        raise ConfigError("overrides", " ".join(overrides), str(err).strip()) from None
+    choices: dict[str, Choice] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            choices[key] = Choice([o.input_line], [_plain_value(o)], swept=False)
+        elif not o.is_discrete_sweep():
+            raise ConfigError(key, o.input_line, "interval() needs an optimizing sweeper; list "
+                                                 "the values (a,b,c) or use range(start,stop,step)")
+        else:
+            values = list(o.sweep_string_iterator())
+            choices[key] = Choice([f"{key}={v}" for v in values], values, swept=True)
+    return choices
+
+
+def _plain_value(override) -> str:
+    return override.get_value_element_as_str() if override.value() is not None else ""
+
+
+def experiment_params(name: str) -> dict:
+    """`hydra.sweeper.params` of configs/experiment/<name>.yaml. Read from the file because the
+    driver composes with Hydra's compose API, which drops the `hydra:` node."""
+    path = config_mod.config_dir() / "experiment" / f"{name}.yaml"
+    if not path.exists():
+        return {}  # compose names the unknown experiment with Hydra's own message
+    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
+    return OmegaConf.to_container(params) if params else {}
+
+
+def expand(overrides: list[str]) -> list[Point]:
+    """All points, in Hydra's order. A chosen experiment's sweeper params come first; any key
+    also given on the command line takes the command line's values."""
+    choices = parse_choices(overrides)
+    exp_key = next((k for k in choices if k.lstrip("+") == "experiment"), None)
+    if exp_key is None:
+        return _number(_product(choices))
+    combos = []
+    exp = choices[exp_key]
+    for line, value in zip(exp.lines, exp.values):
+        params = parse_choices([f"{k}={v}" for k, v in experiment_params(value).items()])
+        fixed = Choice([line], [value], exp.swept)
+        combos += _product({**params, **choices, exp_key: fixed})
+    return _number(combos)
+
+
+def _product(choices: dict[str, Choice]) -> list[Point]:
+    keys = list(choices)
+    points = []
+    for picks in itertools.product(*(range(len(choices[k].lines)) for k in keys)):
+        lines = [choices[k].lines[i] for k, i in zip(keys, picks)]
+        swept = {k: choices[k].values[i] for k, i in zip(keys, picks) if choices[k].swept}
+        points.append(Point(0, lines, swept))
+    return points
+
+
+def _number(points: list[Point]) -> list[Point]:
+    for i, point in enumerate(points):
+        point.index = i
+        point.name = point_name(i, point.swept)
+    return points
+
+
+def point_name(index: int, swept: dict) -> str:
+    """`003_latency_ms=5,cluster=b`: last key component, then anything unsafe in a path -> `_`."""
+    parts = ",".join(f"{k.lstrip('+~').split('.')[-1]}={v}" for k, v in swept.items())
+    safe = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", parts).strip("_")[:80]
+    return f"{index:03d}_{safe}" if safe else f"{index:03d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation before anything starts.
+
+
+@dataclass
+class Plan:
+    sweep_id: str
+    sweep_dir: Path
+    points: list[Point]
+    configs: list  # composed config per point
+
+
+def plan(overrides: list[str]) -> Plan:
+    """Expand and compose every point; any bad one raises ConfigError before any process starts."""
+    if any(o.split("=", 1)[0].lstrip("+") == "run_id" for o in overrides):
+        raise ConfigError("run_id", "...", "a sweep names each point's run <sweep_id>-NNN; "
+                                           "set sweep_id=<name> instead")
+    points = expand(overrides)
+    first = config_mod.compose(points[0].overrides)
+    sweep_id = first.sweep_id or driver.new_run_id()
+    sweep_dir = Path(first.out_root) / sweep_id
+    configs = []
+    for point in points:
+        point.overrides = _point_overrides(point, sweep_id)
+        try:
+            configs.append(config_mod.compose(point.overrides))
+        except ConfigError as err:
+            fix = f"{err.fix}\n(in sweep point {point.name})"
+            raise ConfigError(err.key, err.value, fix) from None
+    return Plan(sweep_id, sweep_dir, points, configs)
+
+
+def _point_overrides(point: Point, sweep_id: str) -> list[str]:
+    keys = {o.split("=", 1)[0].lstrip("+") for o in point.overrides}
+    extra = [f"sweep_id={sweep_id}", f"run_id={run_id_of(sweep_id, point)}"]
+    if "logger.wandb.group" not in keys:  # each point's W&B run joins the sweep's group
+        extra.append(f"logger.wandb.group={sweep_id}")
+    return [o for o in point.overrides if o.split("=", 1)[0].lstrip("+") != "sweep_id"] + extra
+
+
+def run_id_of(sweep_id: str, point: Point) -> str:
+    return f"{sweep_id}-{point.index:03d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Running.
+
+
+def run_sweep(overrides: list[str]) -> int:
+    p = plan(overrides)
+    p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    n = len(p.points)
+    print(f"hetbench: sweep {p.sweep_id}: {n} points over "
+          f"{', '.join(swept_keys(p.points)) or 'no swept key'} -> {p.sweep_dir}", flush=True)
+    rows, clock = [], Clock(n)
+    for point, cfg in zip(p.points, p.configs):
+        rows.append(run_point(p, point, cfg, clock))
+        write_tables(p, rows)
+    failed = [r["point"] for r in rows if r["status"] != "ok"]
+    print(f"hetbench: sweep {p.sweep_id} done in {_fmt_s(clock.elapsed())}: {n - len(failed)} ok, "
+          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}\n"
+          f"hetbench: results in {p.sweep_dir}/sweep.csv; report: hetbench report {p.sweep_dir}",
+          flush=True)
+    return 1 if failed else 0
+
+
+def run_point(p: Plan, point: Point, cfg, clock: "Clock") -> dict:
+    run_dir = p.sweep_dir / point.name
+    run_id = run_id_of(p.sweep_id, point)
+    label = f"hetbench: sweep {p.sweep_id}: point {point.index + 1}/{len(p.points)} {point.name}"
+    if finished_ok(run_dir):
+        clock.skip()
+        print(f"{label}: already done, skipped", flush=True)
+        return row_for(point, run_id, run_dir, "ok", None, reused=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # left by an interrupted run: rank logs append, so start clean
+    print(f"{label}: starting; elapsed {_fmt_s(clock.elapsed())}, {clock.eta_text()}", flush=True)
+    started = time.monotonic()
+    try:
+        rc = driver.launch(cfg, point.overrides, run_dir, run_id)
+    except OSError as err:  # torchrun could not start: this point fails, the sweep goes on
+        rc = None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        driver.mark_failed(run_dir, f"could not start torchrun: {err}")
+    elapsed = time.monotonic() - started
+    clock.done(elapsed)
+    status = "ok" if rc == 0 and finished_ok(run_dir) else "failed"
+    print(f"{label}: {status} in {_fmt_s(elapsed)}; {clock.eta_text()}", flush=True)
+    return row_for(point, run_id, run_dir, status, elapsed, reused=False)
+
+
+def finished_ok(run_dir: Path) -> bool:
+    path = run_dir / "summary.json"
+    try:
+        return path.exists() and sinks.read_json(path).get("status") == "ok"
+    except ValueError:  # half a file cannot happen (atomic writes), but a hand-edited one can
+        return False
+
+
+class Clock:
+    """Elapsed time and an estimate of what is left, from the points actually run."""
+
+    def __init__(self, total: int):
+        self.start, self.total = time.monotonic(), total
+        self.finished, self.runs, self.run_s = 0, 0, 0.0  # points done; points run, their seconds
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def skip(self) -> None:
+        self.finished += 1
+
+    def done(self, seconds: float) -> None:
+        self.finished, self.runs = self.finished + 1, self.runs + 1
+        self.run_s += seconds
+
+    def eta_text(self) -> str:
+        left = self.total - self.finished
+        if left == 0:
+            return "none left"
+        if not self.runs:
+            return f"{left} left"
+        return f"{left} left, ~{_fmt_s(left * self.run_s / self.runs)} to go"
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep.csv and sweep.json.
+
+
+def row_for(point: Point, run_id: str, run_dir: Path, status: str, elapsed, reused: bool) -> dict:
+    summary = _read_summary(run_dir)
+    row = {"index": point.index, "point": point.name, "run_id": run_id, "status": status,
+           "overrides": " ".join(f"{k}={v}" for k, v in point.swept.items()),
+           "swept": dict(point.swept), "elapsed_s": elapsed, "reused": reused,
+           "run_dir": point.name}
+    row.update(headline(summary))
+    if status != "ok":
+        row["error"] = summary.get("error") or f"no summary in {run_dir}"
+    return row
+
+
+def _read_summary(run_dir: Path) -> dict:
+    try:
+        return sinks.read_json(run_dir / "summary.json")
+    except (OSError, ValueError):
+        return {}
+
+
+def headline(summary: dict) -> dict:
+    step_ms, slowdown = summary.get("step_ms") or {}, summary.get("slowdown") or {}
+    return {"step_ms_p50": step_ms.get("p50"), "tokens_per_s": summary.get("tokens_per_s"),
+            "efficiency": summary.get("efficiency"), "slowdown_balance": slowdown.get("balance"),
+            "slowdown_network": slowdown.get("network"), "slowdown_total": slowdown.get("total"),
+            "final_loss": summary.get("final_loss")}
+
+
+def swept_keys(points: list[Point]) -> list[str]:
+    return list(dict.fromkeys(k for p in points for k in p.swept))
+
+
+def write_tables(p: Plan, rows: list[dict]) -> None:
+    keys = swept_keys(p.points)
+    doc = {"schema_version": SWEEP_SCHEMA_VERSION, "sweep_id": p.sweep_id,
+           "swept_keys": keys, "points_total": len(p.points), "points": rows}
+    sinks.write_json_atomic(p.sweep_dir / "sweep.json", doc)
+    _write_text_atomic(p.sweep_dir / "sweep.csv", _csv_text(rows, keys))
+
+
+def _csv_text(rows: list[dict], keys: list[str]) -> str:
+    columns = ["index", "point", "run_id", "status", "overrides", *keys, *HEADLINE,
+               "elapsed_s", "reused", "error"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, **row["swept"]})
+    return buf.getvalue()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
