@@ -54,5 +54,14 @@ def main(argv: list[str]) -> int:
     return 0 if ok else 1
 
 
+def _exit_now(code: int) -> None:
+    # Everything is on disk and the group is destroyed. Skip interpreter finalization, where
+    # Gloo's C++ worker threads can still hold Python objects and abort the process (SIGABRT),
+    # which would turn a good run into a failed one.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    _exit_now(main(sys.argv[1:]))

@@ -120,8 +120,6 @@ def test_sweep_writes_one_row_and_one_run_dir_per_point(latency_sweep):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="needs inter-site link delay injection (bench/emulate/network.py), "
-                          "which is on another branch", strict=False)
 def test_efficiency_falls_with_inter_site_latency(latency_sweep):
     _, sweep_dir = latency_sweep
     rows = read_csv(sweep_dir / "sweep.csv")
