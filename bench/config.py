@@ -252,6 +252,20 @@ def _validate_known_keys(node: Any, prefix: str) -> None:
         _validate_known_keys(node[key], path)
 
 
+def validate_devices(cfg: DictConfig) -> None:
+    """Checks that need torch (the driver calls this before starting torchrun)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.train.device == "cuda" and not cuda:
+        raise ConfigError("train.device", "cuda", "no CUDA device is visible here; use "
+                          "train.device=cpu (or auto) to emulate the cluster on CPU ranks")
+    uses_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and cuda)
+    if cfg.dist.backend == "nccl" and not uses_cuda:
+        raise ConfigError("dist.backend", "nccl", "NCCL needs CUDA devices; use dist.backend=gloo "
+                          "(or auto) for CPU ranks")
+
+
 def _validate_cluster(cfg: DictConfig, launched: Optional[int]) -> None:
     groups = cfg.cluster.groups
     if not groups:

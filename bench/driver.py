@@ -66,6 +66,7 @@ def mark_failed(run_dir: Path, reason: str) -> None:
 
 def run_one(overrides: list[str]) -> int:
     cfg = config_mod.compose(overrides)  # raises ConfigError before any process starts
+    config_mod.validate_devices(cfg)
     run_id = cfg.run_id or new_run_id()
     run_dir = Path(cfg.out_root) / run_id
     print(f"hetbench: run {run_id}: {config_mod.world_size(cfg)} ranks "

@@ -154,6 +154,7 @@ def plan(overrides: list[str]) -> Plan:
         point.overrides = _point_overrides(point, sweep_id)
         try:
             configs.append(config_mod.compose(point.overrides))
+            config_mod.validate_devices(configs[-1])
         except ConfigError as err:
             fix = f"{err.fix}\n(in sweep point {point.name})"
             raise ConfigError(err.key, err.value, fix) from None

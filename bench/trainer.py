@@ -24,7 +24,6 @@ class NoPacing:
     """Real speed: no padding."""
 
     active = False
-    overruns = 0
 
     def start_step(self, step: int) -> None: ...
 

@@ -16,7 +16,7 @@ from bench import emulate, metrics, sinks
 from bench.dist import DistEnv, measure_clock_offsets
 from bench.hardware import detect_local_device, lookup
 from bench.model import describe
-from bench.trainer import Trainer
+from bench.trainer import NoLink, NoPacing, Trainer
 
 
 def resolve_run_id(cfg) -> str:
@@ -47,6 +47,9 @@ class RankRun:
         self.all_records: list[dict] = []  # rank 0: every rank's attributed records
         self.log = sinks.RankLog(self.run_dir, env.rank)
         self.logger = sinks.NullLogger()
+        # Filled by setup(); close() must work even if setup failed half-way.
+        self.trainer, self.ranks, self.offsets = None, [], []
+        self.pacer, self.link = NoPacing(), NoLink()
         self.started = _dt.datetime.now().astimezone().isoformat()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -101,12 +104,20 @@ class RankRun:
                     _show_progress(progress, window, step)
 
     def _gather_window(self) -> list[dict]:
-        """One all-gather per window (never per step): attribute wait/transfer, write, keep."""
-        everyone = [None] * self.env.world_size
-        dist.all_gather_object(everyone, self.pending)
-        window = [rec for recs in everyone for rec in recs]
+        """One all-gather per window (never per step): attribute wait/transfer, write, keep.
+
+        Records travel as one float64 tensor of their numeric fields (no pickling): this runs
+        every `log_every` steps on every rank, so it must stay cheap."""
+        mine = torch.tensor([[float(rec[k]) for k in GATHERED] for rec in self.pending],
+                            dtype=torch.float64, device=self.env.device)  # (steps, fields)
+        everyone = [torch.empty_like(mine) for _ in range(self.env.world_size)]
+        dist.all_gather(everyone, mine)
+        window = [_unpack(row) for rows in everyone for row in rows.tolist()]
         metrics.attribute(window)
-        self.log.write(r for r in window if r["rank"] == self.env.rank)
+        mine_attributed = [w for w in window if w["rank"] == self.env.rank]
+        for rec, done in zip(self.pending, mine_attributed):
+            rec["wait_ms"], rec["transfer_ms"] = done["wait_ms"], done["transfer_ms"]
+        self.log.write(self.pending)
         self.pending = []
         if self.is_main:
             self.all_records.extend(window)
@@ -134,19 +145,17 @@ class RankRun:
             print("warning: " + line, flush=True)
 
     def _summary(self, status: str) -> dict:
-        ranks = getattr(self, "ranks", None) or []
-        summary = metrics.summarize(self.all_records, ranks, self.cfg.straggler_threshold) \
-            if ranks else {"world_size": self.env.world_size, "steps_measured": 0}
+        summary = {"world_size": self.env.world_size, "steps_measured": 0}
+        if self.ranks:
+            summary = metrics.summarize(self.all_records, self.ranks, self.cfg.straggler_threshold)
+            summary["emulation"] = emulate.summary_section(self.all_records, self.ranks,
+                                                           self.pacer, self.link)
         summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=self.run_id, status=status,
-                       entropy_floor=getattr(getattr(self, "trainer", None), "language", None)
-                       and self.trainer.language.entropy_floor)
-        if ranks:
-            summary["emulation"] = emulate.summary_section(self.all_records, ranks, self.pacer,
-                                                           self.link)
+                       entropy_floor=self.trainer.language.entropy_floor if self.trainer else None)
         return summary
 
     def _write_metadata(self, status: str, error: str | None = None) -> None:
-        env, model = self.env, self.trainer.model
+        env, model = self.env, self.trainer and self.trainer.model
         meta = {
             "schema_version": metrics.SCHEMA_VERSION, "run_id": self.run_id, "status": status,
             "versions": {"hetbench": bench.__version__, "git_sha": git_sha(),
@@ -155,9 +164,10 @@ class RankRun:
             "hosts": sorted({r["host"] for r in self.ranks}),
             "ranks": self.ranks,
             "clock_offsets": self.offsets,
-            "model": {"name": self.cfg.model.name, "params": model.num_params(non_embedding=False),
-                      "flops_per_token": model.flops_per_token()},
-            "entropy_floor": self.trainer.language.entropy_floor,
+            "model": {"name": self.cfg.model.name,
+                      "params": model and model.num_params(non_embedding=False),
+                      "flops_per_token": model and model.flops_per_token()},
+            "entropy_floor": self.trainer and self.trainer.language.entropy_floor,
             "emulation": {**self.pacer.describe(), **self.link.describe()},
             "network": config_mod.to_container(self.cfg.network),
             "env": sinks.allowed_env(),
@@ -167,6 +177,22 @@ class RankRun:
         if error:
             meta["error"] = error
         sinks.write_json_atomic(self.run_dir / "metadata.json", meta)
+
+
+# The numeric record fields every rank shares each window (bucket_bytes stays local).
+GATHERED = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s", "data_ms",
+            "fwd_ms", "bwd_ms", "pad_ms", "injected_ms", "opt_ms", "step_ms", "tokens", "loss",
+            "fault_ms", "overrun_ms")
+_INTS, _BOOLS = ("step", "rank", "tokens"), ("warmup",)
+
+
+def _unpack(row: list[float]) -> dict:
+    rec = dict(zip(GATHERED, row))
+    for key in _INTS:
+        rec[key] = int(rec[key])
+    for key in _BOOLS:
+        rec[key] = bool(rec[key])
+    return rec
 
 
 def _real_speed(real: dict):

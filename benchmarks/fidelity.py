@@ -11,8 +11,11 @@ Prediction for one point (what the emulation adds, plus the machine's own costs)
            + sum over buckets of the link formula        2(W-1) * max_links(alpha + (n/W)/beta)
            + other_W                                     this machine's un-emulated costs
 where other_W = median over steps of (T - max_r compute_r) in one run per world size without
-any emulation (the real Gloo all-reduce, optimizer, data), measured once. The reference is the
-one the run calibrated (metadata.json). Last line: fidelity_median_err_pct=<x> max_err_pct=<y>.
+link emulation (the real Gloo all-reduce, optimizer, data, rank skew), measured once. That base
+run is a homogeneous cluster with compute pacing on: the machine's own costs depend on how many
+ranks compete for the cores, and a run with pacing off (every rank computing flat out) would
+measure a contention no emulated run has. The reference is the one each run calibrated
+(metadata.json). Last line: fidelity_median_err_pct=<x> max_err_pct=<y>.
 """
 from __future__ import annotations
 
@@ -83,22 +86,23 @@ def predict(meta: dict, records: list, latency: float, gbps: float, other: float
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--quick", action="store_true", help="world size 4 only, latency 0 and 20")
+    ap.add_argument("--keep", type=Path, help="keep the run directories here (default: a temp dir)")
+    ap.add_argument("--worlds", type=int, nargs="+", default=None)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     common = [f"train.steps={args.steps}", "train.warmup_steps=8", "train.micro_batch=2",
               "train.seq_len=64", *args.overrides]
-    worlds = [4] if args.quick else [4, 8]
+    worlds = args.worlds or ([4] if args.quick else [4, 8])
     latencies = [0.0, 20.0] if args.quick else [0.0, 5.0, 20.0]
     errors, started = [], time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+        out = args.keep or Path(tmp)
         print(f"{'W':>2} {'cluster':<9} {'lat(ms)':>7} {'bw(Gb/s)':>8} {'pred(ms)':>9} "
               f"{'meas(ms)':>9} {'err(%)':>7}", flush=True)
         for world in worlds:
-            base = run_point(out, [clusters(world)["homog"], "network=rack", "emulation.compute=off",
-                                   *common])
+            base = run_point(out, [clusters(world)["homog"], "network=rack", *common])
             other = other_costs(measured(base)[1])
             for (name, groups), lat, bw in itertools.product(clusters(world).items(), latencies, [1.0, 100.0]):
                 run_dir = run_point(out, [groups, "network=rack", f"network.inter_site.latency_ms={lat}",

@@ -4,9 +4,11 @@ JSONL), interleaved block by block in one torchrun job so that both see the same
 
     python benchmarks/overhead.py [--ranks 2] [--blocks 10] [--block-steps 20] [overrides...]
 
-Emulation is off (no pacing, no link delay): only the harness is measured. Prints per-block
-step times, the median of the paired per-block ratios, and as its last line
-`overhead_ratio=<x>` (hetbench / bare; 1.00 = free).
+Emulation is off (no pacing, no link delay): only the harness is measured. Blocks alternate
+A B, B A, A B, ... so that neither loop always runs first; each block runs 2 untimed steps
+after switching loops (caches, allocator) before it times `--block-steps`. Each A B + B A pair
+gives one ratio (sum of hetbench block times / sum of bare block times). Prints the pairs, and
+as its last line `overhead_ratio=<x>`, the median over pairs (hetbench / bare; 1.00 = free).
 """
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ import time
 from pathlib import Path
 
 
+SETTLE_STEPS = 2
+
+
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=10, help="blocks of each kind")
+    ap.add_argument("--blocks", type=int, default=24, help="blocks of each kind (even)")
     ap.add_argument("--block-steps", type=int, default=20)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*")
@@ -48,7 +53,8 @@ def worker(args) -> None:
     from bench.worker import RankRun
 
     world = int(os.environ["WORLD_SIZE"])
-    total = args.blocks * args.block_steps
+    span = args.block_steps + SETTLE_STEPS
+    total = args.blocks * span
     cfg = config_mod.compose([
         f"cluster.groups=[{{device:H100,count:{world},site:a}}]", "network=rack",
         "emulation.compute=off", "logger=none", f"train.steps={total}", "train.warmup_steps=0",
@@ -61,11 +67,14 @@ def worker(args) -> None:
         bare = Bare(cfg, run.trainer, torch, DDP, build_model)
         times = {"bare": [], "hetbench": []}
         for block in range(args.blocks):
-            steps = range(block * args.block_steps, (block + 1) * args.block_steps)
+            settle = range(block * span, block * span + SETTLE_STEPS)
+            timed = range(settle.stop, (block + 1) * span)
             for kind in (("bare", "hetbench") if block % 2 == 0 else ("hetbench", "bare")):
+                loop = bare.run if kind == "bare" else run.run_steps
+                loop(settle)
                 dist.barrier()
                 t0 = time.perf_counter()
-                bare.run(steps) if kind == "bare" else run.run_steps(steps)
+                loop(timed)
                 dist.barrier()  # sync point: the block ends when every rank is done
                 times[kind].append((time.perf_counter() - t0) / args.block_steps * 1000)
         run.log.close()
@@ -95,11 +104,13 @@ class Bare:
 
 
 def report(times: dict) -> None:
-    print(f"{'block':>5} {'bare(ms/step)':>14} {'hetbench(ms/step)':>18} {'ratio':>7}")
+    print(f"{'pair':>4} {'bare(ms/step)':>14} {'hetbench(ms/step)':>18} {'ratio':>7}")
     ratios = []
-    for i, (b, h) in enumerate(zip(times["bare"], times["hetbench"])):
+    bare, het = times["bare"], times["hetbench"]
+    for i in range(0, len(bare) - 1, 2):
+        b, h = (bare[i] + bare[i + 1]) / 2, (het[i] + het[i + 1]) / 2
         ratios.append(h / b)
-        print(f"{i:>5} {b:>14.3f} {h:>18.3f} {h / b:>7.4f}")
+        print(f"{i // 2:>4} {b:>14.3f} {h:>18.3f} {h / b:>7.4f}")
     print(f"median bare {statistics.median(times['bare']):.3f} ms/step, median hetbench "
           f"{statistics.median(times['hetbench']):.3f} ms/step, ratio of medians "
           f"{statistics.median(times['hetbench']) / statistics.median(times['bare']):.4f}")

@@ -27,6 +27,21 @@ def test_compute_follows_the_speed_ratios(out_root):
     assert rows[1]["compute_ms_p50"] / base == pytest.approx(2.0, rel=0.10)
     assert rows[2]["compute_ms_p50"] / base == pytest.approx(4.0, rel=0.10)
     assert [round(r["expected_score"], 3) for r in rows] == [1.0, 0.5, 0.25]
+    pacing = read_json(run_dir / "summary.json")["emulation"]["pacing"]
+    for row, ratio in zip(pacing, (1.0, 2.0, 4.0)):
+        assert row["target_compute_ms"] == pytest.approx(pacing[0]["target_compute_ms"] * ratio)
+        assert row["compute_ms_p50"] == pytest.approx(row["target_compute_ms"], rel=0.05)
+    assert "pacing target" not in output
+
+
+def test_overrunning_the_pacing_target_is_counted_and_warned_with_the_fix(out_root):
+    """A reference far below the real compute time cannot be met: the run must say so."""
+    rc, run_dir, output = run_hetbench(out_root, "cluster=h100x2", "network=rack", "train.steps=16",
+                                       "train.warmup_steps=4", "emulation.reference_scale=0.3")
+    assert rc == 0, output
+    pacing = read_json(run_dir / "summary.json")["emulation"]["pacing"]
+    assert all(row["excess"] > 1.0 and row["steps_overrun_share"] > 0.9 for row in pacing)
+    assert "over its pacing target" in output and "emulation.reference_scale" in output
 
 
 def _expected_injected(rec: dict, world: int, latency_ms: float, gbps: float, jitter_ms: float,

@@ -68,3 +68,11 @@ def test_pacer_releases_buckets_in_proportion_to_gradients_done():
     assert time.monotonic() - t0 == pytest.approx(0.010, abs=0.004)
     pacer.pad_bucket(75, t0)
     assert time.monotonic() - t0 == pytest.approx(0.040, abs=0.004)
+
+
+def test_cuda_event_times_are_anchored_to_the_host_clock_after_the_sync():
+    from bench.timing import anchored_times
+
+    # events 30 ms and 5 ms before the anchor, whose host time is 100.0 s
+    times = anchored_times({"fwd": 30.0, "synced": 5.0}, 100.0)
+    assert times == {"fwd": pytest.approx(99.97), "synced": pytest.approx(99.995)}

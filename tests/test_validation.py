@@ -165,3 +165,14 @@ def test_console_script_exits_2_and_leaves_nothing(tmp_path, override, expected)
     assert "hetbench: run " not in stdout  # the line printed just before torchrun starts
     assert not out_root.exists()
     assert list(workdir.iterdir()) == []  # no runs/, outputs/ or .hydra/ in the working dir
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("overrides,key", [(["train.device=cuda"], "train.device"),
+                                           (["dist.backend=nccl"], "dist.backend")])
+def test_cuda_settings_without_a_gpu_are_refused_before_launch(overrides, key, capsys, tmp_path):
+    assert cli.main(["run", f"out_root={tmp_path / 'runs'}", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert key in err and ("cpu" in err or "gloo" in err)
+    assert not (tmp_path / "runs").exists()
+

@@ -1,0 +1,70 @@
+"""bench.metrics on records with known numbers, against hand computation."""
+from __future__ import annotations
+
+import pytest
+
+from bench import metrics
+
+
+def rec(rank, step, start, ready, synced, fwd, bwd, opt=2.0, injected=0.0, warmup=False):
+    data = 1.0
+    end = synced + opt / 1000
+    return {"step": step, "rank": rank, "warmup": warmup, "t_start_s": start, "t_ready_s": ready,
+            "t_synced_s": synced, "t_end_s": end, "data_ms": data, "fwd_ms": fwd, "bwd_ms": bwd,
+            "pad_ms": 0.0, "wait_ms": None, "transfer_ms": None, "injected_ms": injected,
+            "opt_ms": opt, "step_ms": (end - start) * 1000, "tokens": 100, "loss": 2.0}
+
+
+def two_rank_step(step, slow_extra_ms, injected):
+    """Rank 0 computes 10 ms, rank 1 computes 10 + extra; exchange ends 5 ms after the last ready."""
+    r0 = rec(0, step, 0.0, 0.011, 0.016 + slow_extra_ms / 1000, 4.0, 6.0, injected=injected)
+    r1 = rec(1, step, 0.0, 0.011 + slow_extra_ms / 1000, 0.016 + slow_extra_ms / 1000, 4.0 + slow_extra_ms,
+             6.0, injected=injected)
+    return [r0, r1]
+
+
+def test_attribute_splits_the_exchange_into_wait_and_transfer():
+    records = two_rank_step(0, 30.0, 0.0)
+    metrics.attribute(records)
+    assert records[0]["wait_ms"] == pytest.approx(30.0)
+    assert records[0]["transfer_ms"] == pytest.approx(5.0)
+    assert records[1]["wait_ms"] == pytest.approx(0.0)
+    assert records[1]["transfer_ms"] == pytest.approx(5.0)
+
+
+def test_step_values_by_hand():
+    records = two_rank_step(0, 30.0, 3.0)
+    v = metrics.step_values(records)
+    # T = slowest rank's step: 1 + 40 + 0 + 5 + 2 = 48 ms (rank 1); compute 10 and 40
+    assert v["T"] == pytest.approx(48.0)
+    balanced = 2 / (1 / 10 + 1 / 40)  # 16 ms
+    assert v["T_bal"] == pytest.approx(48.0 - 40.0 + balanced)
+    assert v["T_ideal"] == pytest.approx(48.0 - 40.0 + balanced - 3.0)
+    assert v["efficiency"] == pytest.approx((10 + 40) / (2 * 48.0))
+
+
+def test_summary_by_hand():
+    records = []
+    for step, extra in enumerate([0.0, 30.0, 30.0, 30.0, 60.0]):
+        records += two_rank_step(step, extra, 3.0)
+    records[0]["warmup"] = records[1]["warmup"] = True  # step 0 excluded
+    metrics.attribute(records)
+    ranks = [{"rank": 0, "site": "a", "device": "cpu", "speed": 4.0},
+             {"rank": 1, "site": "b", "device": "cpu", "speed": 1.0}]
+    s = metrics.summarize(records, ranks, threshold=0.75)
+    assert s["steps_measured"] == 4
+    assert s["step_ms"]["p50"] == pytest.approx(48.0)  # T = 48, 48, 48, 78
+    assert s["step_ms"]["mean"] == pytest.approx((48 * 3 + 78) / 4)
+    assert s["tokens_per_s"] == pytest.approx(4 * 200 / ((48 * 3 + 78) / 1000))
+    r0, r1 = s["ranks"]
+    assert r0["compute_ms_p50"] == pytest.approx(10.0) and r1["compute_ms_p50"] == pytest.approx(40.0)
+    assert r0["wait_ms_p50"] == pytest.approx(30.0) and r1["wait_ms_p50"] == pytest.approx(0.0)
+    assert r1["relative_score"] == pytest.approx(0.25) and r1["flagged"] and not r0["flagged"]
+    assert (r0["expected_score"], r1["expected_score"]) == (1.0, 0.25)
+    assert s["stragglers"] == [1]
+    assert s["slowdown"]["network"] == pytest.approx(48.0 / 45.0)
+
+
+def test_unknown_speeds_give_null_expected_scores():
+    assert metrics.expected_scores([1.0, None]) == [None, None]
+    assert metrics.expected_scores([2.0, 1.0]) == [1.0, 0.5]
