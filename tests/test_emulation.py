@@ -30,7 +30,7 @@ def test_compute_follows_the_speed_ratios(out_root):
     pacing = read_json(run_dir / "summary.json")["emulation"]["pacing"]
     for row, ratio in zip(pacing, (1.0, 2.0, 4.0)):
         assert row["target_compute_ms"] == pytest.approx(pacing[0]["target_compute_ms"] * ratio)
-        assert row["compute_ms_p50"] == pytest.approx(row["target_compute_ms"], rel=0.05)
+        assert row["compute_ms_p50"] == pytest.approx(row["target_compute_ms"], rel=0.10)
 
 
 def test_overrunning_the_pacing_target_is_counted_and_warned_with_the_fix(out_root):

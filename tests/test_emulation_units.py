@@ -59,6 +59,18 @@ def test_pacer_pads_forward_to_its_target_and_counts_overruns():
     assert pacer.overrun_ms() == pytest.approx(480.0, abs=5.0)
 
 
+def test_backward_slack_absorbs_a_forward_overrun():
+    pacer = Pacer(slowdown=1.0, total_numel=100, device_name="H100-SXM")
+    pacer.set_reference(0.010, 0.040)
+    pacer.start_step(0)
+    t_fwd = time.monotonic() - 0.015  # forward really took 15 ms: 5 ms over its 10 ms target
+    assert pacer.pad_forward(t_fwd) == 0.0 and pacer.overrun_ms() == pytest.approx(5.0, abs=1.0)
+    t_bwd = time.monotonic()
+    pacer.pad_bucket(100, t_bwd)  # released 40 - 5 = 35 ms into backward: total 50 ms as targeted
+    assert time.monotonic() - t_bwd == pytest.approx(0.035, abs=0.004)
+    assert pacer.overrun_ms() == 0.0
+
+
 def test_pacer_releases_buckets_in_proportion_to_gradients_done():
     pacer = Pacer(slowdown=1.0, total_numel=100, device_name="H100-SXM")
     pacer.set_reference(0.0, 0.040)

@@ -6,7 +6,10 @@ device runs at the reference and a device k times slower gets k times the refere
 is padded up to its *target* (not "sleep (k-1)x whatever this step took"), which keeps results
 steady on a noisy, oversubscribed machine. Backward padding happens in the comm hook as buckets
 arrive: bucket i is released at t_bwd_start + target_bwd * (share of gradients in buckets 0..i),
-so communication of early buckets overlaps the rest of backward, as on the device.
+so communication of early buckets overlaps the rest of backward, as on the device. A forward that
+overran its target (a busy core) moves the backward schedule earlier by the overrun, so that
+backward's slack absorbs it and forward + backward still meets its total target; time spent
+between the two (an injected slow fault) is not absorbed.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ class Pacer:
         self.device_name = device_name
         self.ref_fwd_s = self.ref_bwd_s = None
         self._numel_seen = 0
-        self._overrun_s = 0.0
+        self._overrun_s = 0.0  # at the latest deadline: forward's, then each bucket's
+        self._fwd_overrun_s = 0.0
 
     def set_reference(self, fwd_s: float, bwd_s: float) -> None:
         self.ref_fwd_s, self.ref_bwd_s = fwd_s, bwd_s
@@ -40,12 +44,12 @@ class Pacer:
         return self.ref_bwd_s * self.slowdown
 
     def start_step(self, step: int) -> None:
-        self._numel_seen, self._overrun_s = 0, 0.0
+        self._numel_seen, self._overrun_s, self._fwd_overrun_s = 0, 0.0, 0.0
 
     def _pad_until(self, deadline: float) -> float:
         now = time.monotonic()
+        self._overrun_s = max(0.0, now - deadline)
         if now >= deadline:
-            self._overrun_s = max(self._overrun_s, now - deadline)
             return 0.0
         time.sleep(deadline - now)
         return deadline - now
@@ -53,17 +57,21 @@ class Pacer:
     def pad_forward(self, t_fwd_start: float) -> float:
         if self.ref_fwd_s is None:  # not calibrated yet: run at real speed
             return 0.0
-        return self._pad_until(t_fwd_start + self.target_fwd_s)
+        pad = self._pad_until(t_fwd_start + self.target_fwd_s)
+        self._fwd_overrun_s = self._overrun_s
+        return pad
 
     def pad_bucket(self, bucket_numel: int, t_bwd_start: float) -> float:
         if self.ref_bwd_s is None:
             return 0.0
         self._numel_seen += bucket_numel
         share = min(1.0, self._numel_seen / self.total_numel)
-        return self._pad_until(t_bwd_start + self.target_bwd_s * share)
+        origin = t_bwd_start - self._fwd_overrun_s  # backward's slack absorbs forward's overrun
+        return self._pad_until(origin + self.target_bwd_s * share)
 
     def overrun_ms(self) -> float:
-        """How far real compute ran past its target this step (0 when pacing held)."""
+        """How far real compute ran past its target this step (0 when pacing held): measured at
+        the last deadline, so a forward overrun that backward absorbed does not count."""
         return self._overrun_s * 1000.0
 
     def describe(self) -> dict:
