@@ -35,8 +35,11 @@ def rank_sentences(run: Run, analysis: dict) -> list[str]:
                    f"others would cut the step by less than {_cut(NOTABLE_SLOWDOWN):.0%}.")
     for row in analysis["stragglers"]:
         if row["flagged"]:
+            expected = "" if row["expected_score"] is None or row["anomalous"] else (
+                f", as its device's catalog speed predicts ({row['expected_score']:.2f})")
             out.append(f"{run.label(row['rank'])} is flagged as a straggler: score "
-                       f"{row['relative_score']:.2f} is under the threshold {run.threshold:.2f}.")
+                       f"{row['relative_score']:.2f} is under the threshold {run.threshold:.2f}"
+                       f"{expected}.")
         if row["anomalous"]:
             out.append(f"{run.label(row['rank'])} is anomalous: score {row['relative_score']:.2f}, "
                        f"though its device should reach {row['expected_score']:.2f} - "
