@@ -198,7 +198,7 @@ def run_sweep(overrides: list[str]) -> int:
 def run_point(p: Plan, point: Point, cfg, clock: "Clock") -> dict:
     run_dir = p.sweep_dir / point.name
     run_id = run_id_of(p.sweep_id, point)
-    label = f"hetbench: sweep {p.sweep_id}: point {point.index + 1}/{len(p.points)} {point.name}"
+    label = f"hetbench: sweep {p.sweep_id}: point {point.index + 1} of {len(p.points)} {point.name}"
     if finished_ok(run_dir):
         clock.skip()
         print(f"{label}: already done, skipped", flush=True)

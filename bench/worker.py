@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -159,7 +160,7 @@ class RankRun:
         meta = {
             "schema_version": metrics.SCHEMA_VERSION, "run_id": self.run_id, "status": status,
             "versions": {"hetbench": bench.__version__, "git_sha": git_sha(),
-                         "torch": torch.__version__, "python": os.sys.version.split()[0]},
+                         "torch": torch.__version__, "python": platform.python_version()},
             "backend": env.backend, "world_size": env.world_size,
             "hosts": sorted({r["host"] for r in self.ranks}),
             "ranks": self.ranks,

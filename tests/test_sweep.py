@@ -116,7 +116,7 @@ def test_sweep_writes_one_row_and_one_run_dir_per_point(latency_sweep):
     assert doc["swept_keys"] == ["network.inter_site.latency_ms"]
     assert [p["swept"] for p in doc["points"]] == [{"network.inter_site.latency_ms": "0"},
                                                    {"network.inter_site.latency_ms": "30"}]
-    assert "point 2/2" in proc.stdout and "to go" in proc.stdout
+    assert "point 2 of 2" in proc.stdout and "to go" in proc.stdout
 
 
 @pytest.mark.slow
