@@ -22,6 +22,9 @@ class MarkovLanguage:
         rng = np.random.default_rng([seed, 0x4D41524B])  # the language depends on the seed only
         k = min(branching, vocab_size)
         self.vocab_size = vocab_size
+        # A small uniform restart makes the chain irreducible and aperiodic, so its stationary
+        # distribution is unique. The restart is part of the language (and of its floor).
+        self.restart = 0.05
         self.successors = np.stack([rng.choice(vocab_size, size=k, replace=False)
                                     for _ in range(vocab_size)])  # (V, k)
         self.probs = rng.dirichlet(np.full(k, 0.5), size=vocab_size)  # (V, k)
@@ -36,9 +39,6 @@ class MarkovLanguage:
         return P
 
     def _stationary(self) -> np.ndarray:
-        # Mix with a small uniform restart so the chain is irreducible and aperiodic: the
-        # stationary distribution is then unique. The restart is part of the language.
-        self.restart = 0.05
         P = (1 - self.restart) * self._transition_matrix() + self.restart / self.vocab_size
         self.P = P
         pi = np.full(self.vocab_size, 1.0 / self.vocab_size)

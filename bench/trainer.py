@@ -43,8 +43,6 @@ class NoPacing:
 class NoLink:
     """The machine's own transport only: nothing injected."""
 
-    active = False
-
     def start_step(self, step: int) -> None: ...
 
     def wrap(self, fut, bucket_index: int, nbytes: int):

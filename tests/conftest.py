@@ -2,13 +2,14 @@
 run directories back."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bench.sinks import read_json, read_rank_logs as read_records  # noqa: F401 (tests import them here)
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 
@@ -25,17 +26,6 @@ def run_hetbench(out_root: Path, *overrides: str, timeout: float = 300) -> tuple
                           capture_output=True, text=True, timeout=timeout, env=env)
     dirs = sorted(p for p in Path(out_root).iterdir() if p.is_dir()) if Path(out_root).exists() else []
     return proc.returncode, (dirs[-1] if dirs else None), proc.stdout + proc.stderr
-
-
-def read_records(run_dir: Path) -> list[dict]:
-    records = []
-    for path in sorted((run_dir / "ranks").glob("rank_*.jsonl")):
-        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return records
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 @pytest.fixture

@@ -85,8 +85,6 @@ class LinkModel:
 class DelayedLink:
     """Wraps each bucket's all-reduce future: completes it `delay` after the real transfer."""
 
-    active = True
-
     def __init__(self, model: LinkModel, device: torch.device):
         self.model = model
         # CUDA futures must name their devices so DDP's stream sync works; CPU needs none.
