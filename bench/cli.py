@@ -3,6 +3,7 @@
   hetbench run [overrides...]          one experiment (torchrun on this machine)
   hetbench run -m a=1,2 b=x,y          a sweep: one torchrun group per point
   hetbench report RUN_DIR              analysis.json, report.html, plots/, trace.json
+  hetbench calibrate [overrides...]    the time dilation D this machine needs for a config
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     report = sub.add_parser("report", help="analyse a run (or sweep) directory")
     report.add_argument("run_dir")
+    calib = sub.add_parser("calibrate", help="time this machine: the time dilation D a config needs",
+                           description="Starts the ranks, times forward, backward and optimizer "
+                                       "on this machine and prints the smallest time_scale D at "
+                                       "which every rank keeps up with its emulated device.")
+    calib.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     return parser
 
 
@@ -40,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.driver import run_one
 
             return run_one(args.overrides)
+        if args.command == "calibrate":
+            from bench.driver import calibrate_main
+
+            return calibrate_main(args.overrides)
         from bench.analysis.report import main as report_main
 
         return report_main(args.run_dir)

@@ -28,7 +28,12 @@ class GroupConfig:
     site: str = "a"
     """Ranks on the same site talk over the intra-site link, others over the inter-site link."""
     speed: Optional[float] = None
-    """Relative speed override (default: the catalog's dense bf16 TFLOP/s)."""
+    """Throughput multiplier on the modelled device (null = 1): 0.5 takes twice the device time,
+    e.g. a throttled GPU."""
+    efficiency: Optional[float] = None
+    """Achieved / peak FLOP/s for this group (null: the device model's default, bench/costs)."""
+    floor_ms: Optional[float] = None
+    """Forward + backward launch floor in device ms for this model (null: the model's default)."""
 
 
 @dataclass
@@ -64,8 +69,20 @@ class EmulationConfig:
     calibration_steps: int = 6
     """Steps timed at start to agree on the reference compute time (not counted in warmup)."""
     reference_scale: float = 1.25
-    """Multiply the calibrated reference time: >1 leaves the fastest emulated device headroom
-    on an oversubscribed machine, so that it is not slowed below its target by a busy core."""
+    """Headroom on the time dilation D: D = reference_scale x the smallest factor at which every
+    rank's host meets D x its device time. >1 leaves room for a busy, oversubscribed core. It
+    changes how long a run takes on this machine, not the device-time results."""
+    time: str = "device"
+    """device: report the emulated cluster's time (host ms / D) and stretch link delays by D;
+    host: report this machine's wall time and inject link delays in real ms."""
+    time_scale: Optional[float] = None
+    """D itself (null: calibrated at start). Sweeps set it so that every point shares one D."""
+    precision: str = "auto"
+    """Precision the device model assumes: auto (bf16 where every device has it, else fp16),
+    bf16, fp16, tf32, fp32. CPU ranks compute in fp32 whatever this says."""
+    profile: Optional[str] = None
+    """A finished run directory of the same model and batch whose measured per-device times
+    replace the device model (and calibrate it for the devices that run did not have)."""
 
 
 @dataclass
@@ -206,15 +223,18 @@ def world_size(cfg: DictConfig) -> int:
 
 
 def rank_table(cfg: DictConfig) -> list[dict]:
-    """One entry per rank, numbered group by group: device (catalog key), site, speed."""
+    """One entry per rank, numbered group by group: device (catalog key), site."""
     table = []
     for group in cfg.cluster.groups:
         key = hardware.canonical_name(group.device)
-        spec = hardware.CATALOG[key]
-        speed = float(group.speed) if group.speed is not None else spec.speed
         for _ in range(int(group.count)):
-            table.append({"rank": len(table), "device": key, "site": str(group.site), "speed": speed})
+            table.append({"rank": len(table), "device": key, "site": str(group.site)})
     return table
+
+
+def vocab_size(cfg: DictConfig) -> int:
+    """Tokens the model embeds: 256 bytes for text, else the Markov chain's vocabulary."""
+    return 256 if cfg.data.kind == "text" else int(cfg.data.vocab_size)
 
 
 def to_container(cfg: DictConfig) -> dict:
@@ -232,6 +252,7 @@ def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None
     _validate_train(cfg)
     _validate_choices(cfg)
     _validate_faults(cfg)
+    _validate_emulation(cfg)
 
 
 def _validate_known_keys(node: Any, prefix: str) -> None:
@@ -276,8 +297,12 @@ def _validate_cluster(cfg: DictConfig, launched: Optional[int]) -> None:
                               "unknown device; known: " + ", ".join(hardware.known_names()))
         if group.count < 1:
             raise ConfigError(f"cluster.groups[{i}].count", group.count, "use a count of 1 or more")
-        if group.speed is not None and group.speed <= 0:
-            raise ConfigError(f"cluster.groups[{i}].speed", group.speed, "use a positive speed or null")
+        for key in ("speed", "floor_ms"):
+            if group[key] is not None and group[key] <= 0:
+                raise ConfigError(f"cluster.groups[{i}].{key}", group[key], "use a positive number or null")
+        if group.efficiency is not None and not 0 < group.efficiency <= 1:
+            raise ConfigError(f"cluster.groups[{i}].efficiency", group.efficiency,
+                              "use achieved / peak FLOP/s, in (0, 1], or null for the default")
     total = world_size(cfg)
     arithmetic = " + ".join(f"{g.count} ({g.device})" for g in groups) + f" = {total}"
     declared = cfg.cluster.world_size
@@ -336,6 +361,8 @@ def _validate_choices(cfg: DictConfig) -> None:
     choices = {
         "emulation.compute": (cfg.emulation.compute, ("auto", "on", "off")),
         "emulation.network": (cfg.emulation.network, ("auto", "off")),
+        "emulation.time": (cfg.emulation.time, ("device", "host")),
+        "emulation.precision": (cfg.emulation.precision, ("auto", "bf16", "fp16", "tf32", "fp32")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "dist.backend": (cfg.dist.backend, ("auto", "gloo", "nccl")),
         "data.kind": (cfg.data.kind, ("markov", "text")),
@@ -360,3 +387,25 @@ def _validate_faults(cfg: DictConfig) -> None:
         if fault.end_step is not None and fault.end_step <= fault.start_step:
             raise ConfigError(f"faults[{i}].end_step", fault.end_step,
                               f"must be after start_step ({fault.start_step}), or null")
+
+
+def _validate_emulation(cfg: DictConfig) -> None:
+    e = cfg.emulation
+    if e.reference_scale <= 0:
+        raise ConfigError("emulation.reference_scale", e.reference_scale,
+                          "use a positive headroom factor (1.25 is the default)")
+    if e.time_scale is not None and e.time_scale < 1:
+        raise ConfigError("emulation.time_scale", e.time_scale,
+                          "use 1 or more (device time is never faster than this machine), or null "
+                          "to calibrate it")
+    if e.precision != "auto":
+        for i, group in enumerate(cfg.cluster.groups):
+            spec = hardware.lookup(group.device)
+            if spec.peak_tflops(e.precision) is None:
+                raise ConfigError("emulation.precision", e.precision,
+                                  f"cluster.groups[{i}] ({spec.name}) has no {e.precision}; use auto "
+                                  "or a precision every device supports (fp16, fp32)")
+    if e.profile:
+        from bench import device_times
+
+        device_times.load_profile(e.profile, cfg, device_times.workload(cfg))

@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -62,6 +63,48 @@ def mark_failed(run_dir: Path, reason: str) -> None:
             doc["status"] = "failed"
             doc.setdefault("error", reason)
             sinks.write_json_atomic(path, doc)
+
+
+def calibrate(cfg, overrides: list[str], run_dir: Path) -> dict:
+    """Start the ranks only to time this machine (no training): calibration.json's contents,
+    every rank's host forward, backward and optimizer ms. Raises RuntimeError if it fails."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
+    env = dict(worker_env(cfg, run_dir.name, run_dir), HETBENCH_CALIBRATE_ONLY="1")
+    proc = subprocess.run(torchrun_command(cfg, overrides + ["logger=none"]), env=env,
+                          capture_output=True, text=True)
+    path = run_dir / "calibration.json"
+    if proc.returncode != 0 or not path.exists():
+        raise RuntimeError(f"calibration failed (torchrun exit status {proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr)[-3000:]}")
+    return sinks.read_json(path)
+
+
+def needed_scale(cfg, calibration: dict) -> float:
+    """The smallest D at which every rank of this config meets its device times on this machine
+    (host times from a calibration of the same model, batch and world size)."""
+    from bench import device_times
+    from bench.emulate.compute import needed_scale as rank_need
+
+    times = device_times.rank_times(cfg)
+    return max(rank_need(host, dev) for host, dev in zip(calibration["host_ms"], times))
+
+
+def calibrate_main(overrides: list[str]) -> int:
+    """`hetbench calibrate`: the D this machine needs for a config, to pin with
+    emulation.time_scale=<D> across runs that must share one time base."""
+    cfg = config_mod.compose(overrides)
+    config_mod.validate_devices(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = calibrate(cfg, overrides, Path(tmp) / "calibration")
+    need = needed_scale(cfg, result)
+    scale = max(1.0, need * cfg.emulation.reference_scale)
+    for rank, host in enumerate(result["host_ms"]):
+        print(f"rank {rank}: host forward {host[0]:.2f} ms, backward {host[1]:.2f} ms, "
+              f"optimizer {host[2]:.2f} ms, batch + real all-reduce {host[3]:.2f} ms")
+    print(f"smallest time_scale this machine can keep up with: {need:.2f}; with headroom "
+          f"x{cfg.emulation.reference_scale}: emulation.time_scale={scale:.2f}")
+    return 0
 
 
 def run_one(overrides: list[str]) -> int:

@@ -1,6 +1,7 @@
 """Injected trouble (config `faults`), for tests and for users who want to see a sick GPU.
 
-slow:  extra compute of `ms` before backward on steps [start_step, end_step)
+slow:  extra compute of `ms` before backward on steps [start_step, end_step); `ms` is device
+       time: an emulated run waits time_scale x ms on this machine
 crash: the rank raises at start_step
 hang:  the rank stops answering at start_step (sleeps until killed or the peers time out)
 """
@@ -16,6 +17,7 @@ class InjectedCrash(RuntimeError):
 class Faults:
     def __init__(self, faults_cfg, rank: int):
         self.mine = [f for f in faults_cfg if f.rank == rank]
+        self.time_scale = 1.0  # the run's time dilation D (emulation sets it)
 
     @staticmethod
     def _active(fault, step: int) -> bool:
@@ -23,7 +25,7 @@ class Faults:
         return fault.start_step <= step < end
 
     def before_backward(self, step: int) -> float:
-        """Apply this step's faults; returns the injected slow-down in ms (0 if none)."""
+        """Apply this step's faults; returns the injected slow-down in host ms (0 if none)."""
         slow_ms = 0.0
         for fault in self.mine:
             if fault.kind == "crash" and step == fault.start_step:
@@ -34,7 +36,7 @@ class Faults:
                 while True:
                     time.sleep(3600)
             if fault.kind == "slow" and self._active(fault, step):
-                slow_ms += fault.ms
+                slow_ms += fault.ms * self.time_scale
         if slow_ms:
             time.sleep(slow_ms / 1000.0)  # stands in for extra compute on a sick device
         return slow_ms

@@ -1,8 +1,9 @@
 """GPU catalog and device detection.
 
 Every figure is a *dense* (no structured sparsity) peak from the vendor's datasheet, in TFLOP/s;
-memory bandwidth in GB/s, memory in GB. The emulated speed of a device is its dense bf16 peak
-(fp16 where bf16 is not native), so "B200 vs A100" in an emulated run means 2250 : 312.
+memory bandwidth in GB/s, memory in GB. How fast a device really runs a given model is the device
+time model's business (bench.costs.devices: peak x achieved efficiency, or a launch floor), not a
+ratio of datasheet peaks.
 
 An unknown device is unknown: lookups return None and callers report null, never a guess.
 """
@@ -22,11 +23,6 @@ class GPUSpec:
     mem_bw_gbs: float
     mem_gb: float
     bf16_native: bool
-
-    @property
-    def speed(self) -> float:
-        """Relative speed used by compute pacing: dense bf16, else dense fp16."""
-        return self.bf16_tflops if self.bf16_native and self.bf16_tflops else self.fp16_tflops
 
     def peak_tflops(self, dtype: str) -> Optional[float]:
         return {"bf16": self.bf16_tflops, "fp16": self.fp16_tflops,

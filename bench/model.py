@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.costs.devices import gpt_flops_per_token
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int):
@@ -71,13 +73,10 @@ class GPT(nn.Module):
         return n - self.pos_emb.weight.numel() if non_embedding else n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token: 6N plus attention, PaLM (Chowdhery et al. 2022) appendix B.
-
-        N counts non-embedding parameters (the tied head does the work of a dense layer, so it
-        stays in). PaLM's attention term is 12 * n_layer * seq_len * n_embd for full attention;
-        a causal mask does half of that work, so this counts 6 * n_layer * seq_len * n_embd.
-        """
-        return 6 * self.num_params() + 6 * self.n_layer * self.seq_len * self.n_embd
+        """Training FLOPs per token: 6N plus attention, PaLM (Chowdhery et al. 2022) appendix B;
+        the formula lives in bench.costs.devices, which the device time model shares."""
+        return gpt_flops_per_token(self.tok_emb.num_embeddings, self.seq_len, self.n_layer,
+                                   self.n_embd)
 
 
 def build_model(model_cfg, vocab_size: int, seq_len: int) -> GPT:

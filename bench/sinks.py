@@ -69,14 +69,17 @@ def read_rank_logs(run_dir: Path) -> list[dict]:
 class Progress:
     """Rank 0's live line: step, tokens/s, ETA. Redraws in place on a terminal."""
 
-    def __init__(self, total_steps: int, stream=None):
+    def __init__(self, total_steps: int, stream=None, time_base: str = "wall"):
         self.total, self.stream = total_steps, stream or sys.stdout
         self.tty = self.stream.isatty()
+        self.unit = "ms" if time_base == "wall" else f"{time_base} ms"
 
-    def update(self, step: int, tokens_per_s: float, step_ms: float, loss: float) -> None:
-        eta = (self.total - step - 1) * step_ms / 1000.0
+    def update(self, step: int, tokens_per_s: float, step_ms: float, loss: float,
+               host_step_ms: float | None = None) -> None:
+        """tok/s and step in the run's time base; the ETA in this machine's wall time."""
+        eta = (self.total - step - 1) * (host_step_ms or step_ms) / 1000.0
         line = (f"step {step + 1:>5}/{self.total}  {tokens_per_s:>9,.0f} tok/s  "
-                f"step {step_ms:7.1f} ms  loss {loss:6.3f}  ETA {eta:5.0f}s")
+                f"step {step_ms:7.2f} {self.unit}  loss {loss:6.3f}  ETA {eta:5.0f}s")
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         self.stream.flush()
 
@@ -95,8 +98,8 @@ def format_table(summary: dict) -> str:
         expected = "-" if row["expected_score"] is None else f"{row['expected_score']:.2f}"
         lines.append(
             f"{row['rank']:>4}  {str(row['device'])[:12]:<12} {str(row['emulated_device'] or '-'):<10} "
-            f"{row['site']:<5} {row['compute_ms_p50']:>11.1f} {row['wait_ms_p50']:>9.1f} "
-            f"{row['transfer_ms_p50']:>12.1f} {row['relative_score']:>6.2f} {expected:>8}  "
+            f"{row['site']:<5} {row['compute_ms_p50']:>11.2f} {row['wait_ms_p50']:>9.2f} "
+            f"{row['transfer_ms_p50']:>12.2f} {row['relative_score']:>6.2f} {expected:>8}  "
             f"{'YES' if row['flagged'] else ''}")
     return "\n".join(lines)
 
@@ -108,9 +111,18 @@ def format_headline(summary: dict) -> str:
     loss = summary.get("final_loss")
     floor = summary.get("entropy_floor")
     loss_txt = f"loss {loss:.3f}" + (f" (floor {floor:.3f})" if floor is not None else "")
-    return (f"step p50 {s['p50']:.1f} ms (p90 {s['p90']:.1f}), {summary['tokens_per_s']:,.0f} tok/s, "
+    return (f"step p50 {s['p50']:.2f} ms (p90 {s['p90']:.2f}), {summary['tokens_per_s']:,.0f} tok/s, "
             f"efficiency {summary['efficiency']:.1%}, slowdown balance x{sd['balance']:.2f} "
-            f"network x{sd['network']:.2f} total x{sd['total']:.2f}; {loss_txt}")
+            f"network x{sd['network']:.2f} total x{sd['total']:.2f}; {loss_txt}\n"
+            f"{format_time_base(summary)}")
+
+
+def format_time_base(summary: dict) -> str:
+    """One line saying which clock the numbers above are on."""
+    if summary.get("time_base") == "device":
+        return (f"times are emulated device ms: this machine ran {summary['time_scale']:.2f}x "
+                f"slower (time_scale D; host step p50 {summary.get('host_step_ms_p50', 0):.1f} ms)")
+    return "times are wall-clock ms on this machine"
 
 
 class NullLogger:

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import OmegaConf
 
@@ -27,7 +28,7 @@ from bench.config import ConfigError
 
 SWEEP_SCHEMA_VERSION = 1
 HEADLINE = ("step_ms_p50", "tokens_per_s", "efficiency", "slowdown_balance", "slowdown_network",
-            "slowdown_total", "final_loss")
+            "slowdown_total", "final_loss", "time_base", "time_scale")
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Plan:
     sweep_dir: Path
     points: list[Point]
     configs: list  # composed config per point
+    time_scale: Optional[float] = None  # the D every paced point shares (share_time_scale)
 
 
 def plan(overrides: list[str]) -> Plan:
@@ -174,12 +176,72 @@ def run_id_of(sweep_id: str, point: Point) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# One time dilation for the whole sweep.
+
+TIME_SCALE_FILE = "time_scale.json"
+
+
+def share_time_scale(p: Plan) -> None:
+    """Give every point the same D (emulation.time_scale), so that points differ only by what
+    was swept, not by calibration noise. D = headroom x the largest need over all points, from
+    one calibration job per distinct host load (world size, model, batch). Kept in the sweep
+    directory, so that a resumed sweep keeps its D."""
+    paced = [i for i, cfg in enumerate(p.configs) if _paces(cfg)]
+    if not paced or any(p.configs[i].emulation.time_scale is not None for i in paced):
+        return  # nothing paced, or the user pinned D
+    path = p.sweep_dir / TIME_SCALE_FILE
+    doc = sinks.read_json(path) if path.exists() else _calibrate_sweep(p, paced)
+    sinks.write_json_atomic(path, doc)
+    for i in paced:
+        p.points[i].overrides.append(f"emulation.time_scale={doc['time_scale']!r}")
+        p.configs[i].emulation.time_scale = doc["time_scale"]
+    p.time_scale = doc["time_scale"]
+    print(f"hetbench: sweep {p.sweep_id}: every point runs at time_scale {doc['time_scale']:.2f} "
+          f"(emulated device ms = host ms / {doc['time_scale']:.2f})", flush=True)
+
+
+def _paces(cfg) -> bool:
+    import torch
+
+    from bench.emulate import pacing_enabled
+
+    cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+    return pacing_enabled(cfg, "cuda" if cuda else "cpu")
+
+
+def _load_key(cfg) -> tuple:
+    """Points with the same key load this machine alike: one calibration serves them all."""
+    m, t = cfg.model, cfg.train
+    return (config_mod.world_size(cfg), m.n_layer, m.n_head, m.n_embd, t.micro_batch, t.seq_len,
+            config_mod.vocab_size(cfg), t.threads_per_rank, cfg.emulation.calibration_steps)
+
+
+def _calibrate_sweep(p: Plan, paced: list[int]) -> dict:
+    calibrations, needs = {}, []
+    for i in paced:
+        cfg, key = p.configs[i], _load_key(p.configs[i])
+        if key not in calibrations:
+            print(f"hetbench: sweep {p.sweep_id}: timing this machine for "
+                  f"{config_mod.world_size(cfg)} ranks (calibration {len(calibrations)})", flush=True)
+            folder = p.sweep_dir / "calibration" / f"{len(calibrations):02d}"
+            calibrations[key] = driver.calibrate(cfg, p.points[i].overrides, folder)
+        needs.append(driver.needed_scale(cfg, calibrations[key]) * cfg.emulation.reference_scale)
+    return {"time_scale": max(1.0, max(needs)), "needed_by_point": dict(zip(
+        [p.points[i].name for i in paced], needs)), "calibrations": list(calibrations.values())}
+
+
+# ---------------------------------------------------------------------------------------------
 # Running.
 
 
 def run_sweep(overrides: list[str]) -> int:
     p = plan(overrides)
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        share_time_scale(p)
+    except RuntimeError as err:  # the calibration job failed: no point could run either
+        print(f"hetbench: sweep {p.sweep_id}: error: {err}", flush=True)
+        return 1
     n = len(p.points)
     print(f"hetbench: sweep {p.sweep_id}: {n} points over "
           f"{', '.join(swept_keys(p.points)) or 'no swept key'} -> {p.sweep_dir}", flush=True)
@@ -287,7 +349,8 @@ def headline(summary: dict) -> dict:
     return {"step_ms_p50": step_ms.get("p50"), "tokens_per_s": summary.get("tokens_per_s"),
             "efficiency": summary.get("efficiency"), "slowdown_balance": slowdown.get("balance"),
             "slowdown_network": slowdown.get("network"), "slowdown_total": slowdown.get("total"),
-            "final_loss": summary.get("final_loss")}
+            "final_loss": summary.get("final_loss"), "time_base": summary.get("time_base"),
+            "time_scale": summary.get("time_scale")}
 
 
 def swept_keys(points: list[Point]) -> list[str]:
@@ -297,7 +360,8 @@ def swept_keys(points: list[Point]) -> list[str]:
 def write_tables(p: Plan, rows: list[dict]) -> None:
     keys = swept_keys(p.points)
     doc = {"schema_version": SWEEP_SCHEMA_VERSION, "sweep_id": p.sweep_id,
-           "swept_keys": keys, "points_total": len(p.points), "points": rows}
+           "swept_keys": keys, "points_total": len(p.points), "time_scale": p.time_scale,
+           "time_base": "device" if p.time_scale else None, "points": rows}
     sinks.write_json_atomic(p.sweep_dir / "sweep.json", doc)
     _write_text_atomic(p.sweep_dir / "sweep.csv", _csv_text(rows, keys))
 

@@ -17,8 +17,9 @@ class CpuStepClock:
         self._now = now
         self._marks: dict[str, float] = {}
 
-    def mark(self, name: str) -> None:
-        self._marks[name] = self._now()
+    def mark(self, name: str, at: Optional[float] = None) -> None:
+        """Now, or `at` (an instant on this clock that emulation computed)."""
+        self._marks[name] = self._now() if at is None else at
 
     def resolve(self) -> dict[str, float]:
         marks, self._marks = self._marks, {}
@@ -32,7 +33,8 @@ class CudaStepClock:
         self._torch, self._device, self._now = torch, device, now
         self._events: dict = {}
 
-    def mark(self, name: str) -> None:
+    def mark(self, name: str, at: Optional[float] = None) -> None:
+        """An event on the current stream; `at` is ignored (a GPU's work is timed, not planned)."""
         event = self._torch.cuda.Event(enable_timing=True)
         event.record()  # on the calling thread's current stream (autograd's, inside the hook)
         self._events[name] = event

@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
             if env.device.type == "cpu" else None
         run_id = resolve_run_id(cfg)
         run_dir = Path(os.environ.get("HETBENCH_RUN_DIR") or Path(cfg.out_root) / run_id)
-        run = RankRun(cfg, env, run_dir, run_id)
+        run = RankRun(cfg, env, run_dir, run_id,
+                      calibrate_only=bool(os.environ.get("HETBENCH_CALIBRATE_ONLY")))
         run.setup()
         run.train()
         ok = True

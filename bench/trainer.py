@@ -20,17 +20,43 @@ from bench.model import build_model
 from bench.timing import make_clock
 
 
+def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """AdamW, fused where this torch build has it (CPU and CUDA since torch 2.4): one kernel
+    over all tensors instead of several per tensor, 4x faster on a CPU rank."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device or build
+        return torch.optim.AdamW(params, lr=lr)
+
+
 class NoPacing:
-    """Real speed: no padding."""
+    """Real speed: no padding; every phase ends when its work does."""
 
     active = False
+    timeline = False
 
-    def start_step(self, step: int) -> None: ...
+    def start_step(self, step: int, now: float) -> float:
+        return now
 
-    def pad_forward(self, t_fwd_start: float) -> float:
+    def resync(self) -> None: ...
+
+    def pad_forward(self) -> float:
+        return time.monotonic()
+
+    def after_fault(self, fault_s: float, fwd_end: float) -> float:
+        return time.monotonic()
+
+    def pad_bucket(self, bucket_numel: int) -> float:
+        return time.monotonic()
+
+    def pad_optimizer(self, exchange_end: float) -> float:
+        return time.monotonic()
+
+    def pad_ms(self) -> float:
         return 0.0
 
-    def pad_bucket(self, bucket_numel: int, t_bwd_start: float) -> float:
+    def lag_ms(self) -> float:
         return 0.0
 
     def overrun_ms(self) -> float:
@@ -45,11 +71,14 @@ class NoLink:
 
     def start_step(self, step: int) -> None: ...
 
-    def wrap(self, fut, bucket_index: int, nbytes: int):
+    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at: float):
         return fut
 
     def injected_ms(self) -> float:
         return 0.0
+
+    def released_at(self):
+        return None  # no emulated wire: the optimizer starts when backward returns
 
     def describe(self) -> dict:
         return {"network": "off"}
@@ -60,23 +89,22 @@ class CommHook:
 
     def __init__(self, clock, pacer, link, world_size: int):
         self.clock, self.pacer, self.link, self.world_size = clock, pacer, link, world_size
-        self.t_bwd_start = 0.0
-        self.pad_s = 0.0
         self.bucket_bytes: list[int] = []  # bytes of each bucket handed to comm this step
 
-    def start_backward(self, t_bwd_start: float) -> None:
-        self.t_bwd_start, self.pad_s, self.bucket_bytes = t_bwd_start, 0.0, []
+    def start_backward(self) -> None:
+        self.bucket_bytes = []
 
     def on_bucket(self, _state, bucket):
         tensor = bucket.buffer()
-        self.pad_s += self.pacer.pad_bucket(tensor.numel(), self.t_bwd_start)
-        self.clock.mark("ready")  # the last call of the step is this rank's t_ready
+        handed = self.pacer.pad_bucket(tensor.numel())
+        # The last call of the step is this rank's t_ready: the emulated instant when pacing.
+        self.clock.mark("ready", at=handed if self.pacer.timeline else None)
         index, nbytes = len(self.bucket_bytes), tensor.numel() * tensor.element_size()
         self.bucket_bytes.append(nbytes)
         tensor.div_(self.world_size)
         fut = dist.all_reduce(tensor, async_op=True).get_future()
         fut = fut.then(lambda f: f.value()[0])
-        return self.link.wrap(fut, index, nbytes)
+        return self.link.wrap(fut, index, nbytes, handed)
 
 
 class Trainer:
@@ -89,7 +117,9 @@ class Trainer:
         self.model = model
         self.ddp = DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
                        bucket_cap_mb=cfg.strategy.bucket_cap_mb)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+        self.optimizer = make_optimizer(model.parameters(), cfg.train.lr)
+        self._shadow_opt = None  # calibration's copy (optimizer_pass)
+        self._grad_buffer = None  # calibration's stand-in for the gradients (host_rest_pass)
         self.batches = Batches(self.language, cfg.train.seed, env.rank, cfg.train.micro_batch,
                                cfg.train.seq_len, env.device)
         self.clock = make_clock(env.device.type, env.device)
@@ -126,31 +156,62 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return t1 - t0, t2 - t1
 
+    def optimizer_pass(self) -> float:
+        """One AdamW step on a shadow copy of the parameters (same sizes, same kernels): its
+        seconds. The real optimizer and weights are untouched, so calibration changes nothing."""
+        if self._shadow_opt is None:
+            shadow = [p.detach().clone().requires_grad_(True) for p in self.model.parameters()]
+            for p in shadow:
+                p.grad = torch.randn_like(p) * 1e-3
+            self._shadow_opt = make_optimizer(shadow, self.cfg.train.lr)
+        self._sync()
+        t0 = time.monotonic()
+        self._shadow_opt.step()
+        self._shadow_opt.zero_grad(set_to_none=False)
+        self._sync()
+        return time.monotonic() - t0
+
+    def host_rest_pass(self) -> float:
+        """Seconds of what a real step costs beyond compute and optimizer: sampling a batch and
+        a real all-reduce of every gradient (this machine's own transport)."""
+        if self._grad_buffer is None:
+            self._grad_buffer = torch.zeros(self.gradient_numel(), device=self.env.device)
+        t0 = time.monotonic()
+        self.batches.batch(0)
+        dist.all_reduce(self._grad_buffer)  # sync point: every rank's share has arrived
+        self._sync()
+        return time.monotonic() - t0
+
     def _sync(self) -> None:
         if self.env.device.type == "cuda":
             torch.cuda.synchronize()  # sync point: calibration only, never in the step loop
 
     def step(self, step: int) -> dict:
-        """Run one training step; returns this rank's record (wait/transfer filled in later)."""
-        clock = self.clock
-        self.pacer.start_step(step)
+        """Run one training step; returns this rank's record (wait/transfer filled in later).
+        With a timeline pacer (emulation on CPU) the marks are the emulated instants the pacer
+        and the link return; otherwise they are clock reads (CUDA events on a GPU)."""
+        pacer, mark = self.pacer, self._mark
+        origin = pacer.start_step(step, time.monotonic())
         self.link.start_step(step)
-        clock.mark("start")
+        mark("start", origin)
         x, y = self.batches.batch(step)
-        clock.mark("data")
-        t_fwd = time.monotonic()
+        mark("data", origin)  # emulated: the device has its batch at once (prefetched)
         loss = self.ddp(x, y)
-        pad_fwd = self.pacer.pad_forward(t_fwd)
+        fwd_end = pacer.pad_forward()
         fault_ms = self.faults.before_backward(step)
-        clock.mark("fwd")
-        self.hook.start_backward(time.monotonic())
+        mark("fwd", pacer.after_fault(fault_ms / 1000.0, fwd_end))
+        self.hook.start_backward()
         loss.backward()  # the comm hook marks `ready`; returns when all buckets are reduced
-        clock.mark("synced")
+        synced = self.link.released_at() or time.monotonic()  # emulated end of the exchange
+        mark("synced", synced)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        clock.mark("end")
-        marks = clock.resolve()  # on CUDA: the step's one synchronization
-        return self._record(step, marks, loss.item(), pad_fwd + self.hook.pad_s, fault_ms)
+        mark("end", pacer.pad_optimizer(synced))
+        marks = self.clock.resolve()  # on CUDA: the step's one synchronization
+        return self._record(step, marks, loss.item(), pacer.pad_ms() / 1000.0, fault_ms)
+
+    def _mark(self, name: str, instant: float) -> None:
+        self.clock.mark(name, at=instant if self.pacer.timeline else None)
 
     def _record(self, step: int, m: dict, loss: float, pad_s: float, fault_ms: float) -> dict:
         ready = m.get("ready", m["synced"])
@@ -169,5 +230,6 @@ class Trainer:
             "opt_ms": ms(m["synced"], m["end"]), "step_ms": ms(m["start"], m["end"]),
             "tokens": self.tokens_per_step, "loss": loss,
             "fault_ms": fault_ms, "overrun_ms": self.pacer.overrun_ms(),
+            "lag_ms": self.pacer.lag_ms(),
             "bucket_bytes": list(self.hook.bucket_bytes),
         }

@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 import bench
 from bench import config as config_mod
-from bench import emulate, metrics, sinks
+from bench import device_times, emulate, metrics, sinks, timebase
+from bench.costs import devices
 from bench.dist import DistEnv, measure_clock_offsets
 from bench.hardware import detect_local_device, lookup
 from bench.model import describe
@@ -41,8 +42,9 @@ def git_sha() -> str | None:
 
 
 class RankRun:
-    def __init__(self, cfg, env: DistEnv, run_dir: Path, run_id: str):
+    def __init__(self, cfg, env: DistEnv, run_dir: Path, run_id: str, calibrate_only: bool = False):
         self.cfg, self.env, self.run_dir, self.run_id = cfg, env, Path(run_dir), run_id
+        self.calibrate_only = calibrate_only  # a sweep's probe: calibrate, write, no training
         self.is_main = env.rank == 0
         self.pending: list[dict] = []  # this rank's records not yet gathered
         self.all_records: list[dict] = []  # rank 0: every rank's attributed records
@@ -51,6 +53,7 @@ class RankRun:
         # Filled by setup(); close() must work even if setup failed half-way.
         self.trainer, self.ranks, self.offsets = None, [], []
         self.pacer, self.link = NoPacing(), NoLink()
+        self.scale, self.time_base = 1.0, timebase.WALL  # what users read: host ms / scale
         self.started = _dt.datetime.now().astimezone().isoformat()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -61,9 +64,12 @@ class RankRun:
         self.trainer = Trainer(cfg, env)
         self.pacer, self.link = emulate.build(cfg, env, self.trainer.gradient_numel())
         self.trainer.attach(self.pacer, self.link)
-        self.trainer.offset_s = self.offsets[env.rank]["offset_s"]
+        self.trainer.offset_s = self.link.offset_s = self.offsets[env.rank]["offset_s"]
         self.ranks = self._gather_rank_info()
-        emulate.calibrate(self.pacer, self.trainer, cfg)
+        self.scale = emulate.calibrate(self.pacer, self.link, self.trainer.faults, self.trainer, cfg)
+        self.time_base = emulate.time_base(cfg, self.pacer)
+        if self.calibrate_only:
+            return
         if self.is_main:
             self._write_metadata("running")
             self.logger = _make_logger(cfg, self.run_dir, self.run_id)
@@ -74,11 +80,13 @@ class RankRun:
         table = config_mod.rank_table(self.cfg)[self.env.rank]
         real = detect_local_device(self.env.device.type)
         emulating = self.pacer.active
-        speed = table["speed"] if emulating else _real_speed(real)
+        times = self.pacer.device if emulating else _real_device_times(self.cfg, real)
         mine = {"rank": self.env.rank, "host": self.env.host, "local_rank": self.env.local_rank,
                 "site": table["site"], "device": real["catalog"] or real["name"],
                 "real_device": real, "emulated_device": table["device"] if emulating else None,
-                "configured_device": table["device"], "speed": speed,
+                "configured_device": table["device"],
+                "device_times": times and times.as_dict(),
+                "speed": times and 1000.0 / times.compute_ms,  # device steps/s of compute
                 "clock_offset_s": self.offsets[self.env.rank]["offset_s"],
                 "clock_uncertainty_s": self.offsets[self.env.rank]["uncertainty_s"],
                 "threads": torch.get_num_threads()}
@@ -89,7 +97,10 @@ class RankRun:
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> None:
-        progress = sinks.Progress(self.cfg.train.steps) if self.is_main else None
+        if self.calibrate_only:
+            return self._write_calibration()
+        progress = sinks.Progress(self.cfg.train.steps, time_base=self.time_base) \
+            if self.is_main else None
         self.run_steps(range(self.cfg.train.steps), progress)
         if progress:
             progress.close()
@@ -101,8 +112,9 @@ class RankRun:
             self.pending.append(self.trainer.step(step))
             if (step + 1) % every == 0 or step == last:
                 window = self._gather_window()
+                self.pacer.resync()  # the gather is no step's: the next one starts afresh
                 if progress:
-                    _show_progress(progress, window, step)
+                    _show_progress(progress, window, step, self.scale)
 
     def _gather_window(self) -> list[dict]:
         """One all-gather per window (never per step): attribute wait/transfer, write, keep.
@@ -118,8 +130,9 @@ class RankRun:
         mine_attributed = [w for w in window if w["rank"] == self.env.rank]
         for rec, done in zip(self.pending, mine_attributed):
             rec["wait_ms"], rec["transfer_ms"] = done["wait_ms"], done["transfer_ms"]
-        self.log.write(self.pending)
+        self.log.write(self.pending)  # host time on disk; users read window (device time)
         self.pending = []
+        window = timebase.to_device(window, self.scale)
         if self.is_main:
             self.all_records.extend(window)
             self.logger.log_window(window[-1]["step"], window, self.ranks)
@@ -133,7 +146,7 @@ class RankRun:
             self.log.write(self.pending)
             self.pending = []
         self.log.close()
-        if not self.is_main:
+        if not self.is_main or self.calibrate_only:
             return
         summary = self._summary("ok" if ok else "failed")
         sinks.write_json_atomic(self.run_dir / "summary.json", summary)
@@ -150,10 +163,22 @@ class RankRun:
         if self.ranks:
             summary = metrics.summarize(self.all_records, self.ranks, self.cfg.straggler_threshold)
             summary["emulation"] = emulate.summary_section(self.all_records, self.ranks,
-                                                           self.pacer, self.link)
+                                                           self.pacer, self.link, self.scale)
+        if summary.get("step_ms"):
+            summary["host_step_ms_p50"] = summary["step_ms"]["p50"] * self.scale
         summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=self.run_id, status=status,
+                       time_base=self.time_base, time_scale=self.scale,
                        entropy_floor=self.trainer.language.entropy_floor if self.trainer else None)
         return summary
+
+    def _write_calibration(self) -> None:
+        """What a sweep needs to pick one D for all its points: every rank's host times."""
+        host = [None] * self.env.world_size
+        dist.all_gather_object(host, self.pacer.host_ms)
+        if self.is_main:
+            sinks.write_json_atomic(self.run_dir / "calibration.json", {
+                "world_size": self.env.world_size, "host_ms": host,
+                "time_scale": self.pacer.time_scale if self.pacer.active else None})
 
     def _write_metadata(self, status: str, error: str | None = None) -> None:
         env, model = self.env, self.trainer and self.trainer.model
@@ -169,7 +194,9 @@ class RankRun:
                       "params": model and model.num_params(non_embedding=False),
                       "flops_per_token": model and model.flops_per_token()},
             "entropy_floor": self.trainer and self.trainer.language.entropy_floor,
-            "emulation": {**self.pacer.describe(), **self.link.describe()},
+            "emulation": {**self.pacer.describe(), **self.link.describe(),
+                          "time_base": self.time_base, "time_scale": self.scale,
+                          "precision": self._precision()},
             "network": config_mod.to_container(self.cfg.network),
             "env": sinks.allowed_env(),
             "start_time": self.started,
@@ -179,11 +206,15 @@ class RankRun:
             meta["error"] = error
         sinks.write_json_atomic(self.run_dir / "metadata.json", meta)
 
+    def _precision(self) -> str:
+        """The device model's precision when emulating; real devices compute in fp32 for now."""
+        return device_times.precision(self.cfg) if self.pacer.active else "fp32"
+
 
 # The numeric record fields every rank shares each window (bucket_bytes stays local).
 GATHERED = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s", "data_ms",
-            "fwd_ms", "bwd_ms", "pad_ms", "injected_ms", "opt_ms", "step_ms", "tokens", "loss",
-            "fault_ms", "overrun_ms")
+            "fwd_ms", "bwd_ms", "pad_ms", "injected_ms", "opt_ms", "step_ms",
+            "tokens", "loss", "fault_ms", "overrun_ms", "lag_ms")
 _INTS, _BOOLS = ("step", "rank", "tokens"), ("warmup",)
 
 
@@ -196,17 +227,22 @@ def _unpack(row: list[float]) -> dict:
     return rec
 
 
-def _real_speed(real: dict):
-    spec = lookup(real["catalog"])
-    return spec.speed if spec else None
+def _real_device_times(cfg, real: dict):
+    """The device model's times for the GPU this rank really runs on (fp32, as the trainer
+    computes on real devices for now); None for a CPU or an unknown device."""
+    if not lookup(real["catalog"]):
+        return None
+    work = device_times.workload(cfg)
+    work = devices.Workload(work.flops_per_token, work.tokens, work.n_layer, work.n_params, "fp32")
+    return devices.phase_times(real["catalog"], work)
 
 
-def _show_progress(progress, window: list[dict], step: int) -> None:
+def _show_progress(progress, window: list[dict], step: int, scale: float) -> None:
     last = [r for r in window if r["step"] == step]
     step_ms = max(r["step_ms"] for r in last)
     tokens = sum(r["tokens"] for r in last)
     loss = sum(r["loss"] for r in last) / len(last)
-    progress.update(step, tokens / step_ms * 1000.0, step_ms, loss)
+    progress.update(step, tokens / step_ms * 1000.0, step_ms, loss, host_step_ms=step_ms * scale)
 
 
 def _make_logger(cfg, run_dir: Path, run_id: str):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.sinks import read_json, read_rank_logs as read_records  # noqa: F401 (tests import them here)
+from bench import timebase
+from bench.sinks import read_json, read_rank_logs as read_host_records  # noqa: F401 (tests import them here)
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 
@@ -26,6 +27,17 @@ def run_hetbench(out_root: Path, *overrides: str, timeout: float = 300) -> tuple
                           capture_output=True, text=True, timeout=timeout, env=env)
     dirs = sorted(p for p in Path(out_root).iterdir() if p.is_dir()) if Path(out_root).exists() else []
     return proc.returncode, (dirs[-1] if dirs else None), proc.stdout + proc.stderr
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    """A run's step records in the time users read: device ms for an emulated run (host / D)."""
+    run_dir = Path(run_dir)
+    doc = {}
+    for name in ("summary.json", "metadata.json"):
+        if (run_dir / name).exists() and timebase.scale_of(read_json(run_dir / name)) != 1.0:
+            doc = read_json(run_dir / name)
+            break
+    return timebase.to_device(read_host_records(run_dir), timebase.scale_of(doc))
 
 
 @pytest.fixture

@@ -34,9 +34,10 @@ def test_compute_follows_the_speed_ratios(out_root):
 
 
 def test_overrunning_the_pacing_target_is_counted_and_warned_with_the_fix(out_root):
-    """A reference far below the real compute time cannot be met: the run must say so."""
-    rc, run_dir, output = run_hetbench(out_root, "cluster=h100x2", "network=rack", "train.steps=16",
-                                       "train.warmup_steps=4", "emulation.reference_scale=0.3")
+    """A time scale far below what this machine needs cannot be met: the run must say so."""
+    rc, run_dir, output = run_hetbench(
+        out_root, "cluster.groups=[{device:H100,count:2,site:a,floor_ms:1}]", "network=rack",
+        "train.steps=16", "train.warmup_steps=4", "emulation.time_scale=1")
     assert rc == 0, output
     pacing = read_json(run_dir / "summary.json")["emulation"]["pacing"]
     assert all(row["excess"] > 1.0 and row["steps_overrun_share"] > 0.9 for row in pacing)

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from bench.emulate.compute import Pacer
+from bench.costs.devices import PhaseTimes
+from bench.emulate.compute import Pacer, needed_scale
 from bench.emulate.network import Link, LinkModel, links_in_ring
 
 SAME_RACK = Link(0.0, None, 0.0)
@@ -46,40 +47,95 @@ def test_ideal_links_inject_nothing():
     assert LinkModel(["a"], SAME_RACK, CAMPUS, 0).allreduce_ms(10**6) == 0.0
 
 
+def _pacer(fwd_ms: float, bwd_ms: float, scale: float, opt_ms: float = 1.0) -> Pacer:
+    pacer = Pacer(PhaseTimes(fwd_ms, bwd_ms, opt_ms, "launch-bound", "model"), total_numel=100,
+                  device_name="H100-SXM")
+    pacer.set_time_scale(scale)
+    return pacer
+
+
 def test_pacer_pads_forward_to_its_target_and_counts_overruns():
-    pacer = Pacer(slowdown=2.0, total_numel=100, device_name="A100-80GB")
-    pacer.set_reference(0.010, 0.020)
-    pacer.start_step(0)
+    pacer = _pacer(5.0, 10.0, scale=4.0)  # forward target: 4 x 5 ms
     start = time.monotonic()
-    pad = pacer.pad_forward(start)
+    assert pacer.start_step(0, start) == start  # no previous step: starts now
+    end = pacer.pad_forward()
+    assert end == pytest.approx(start + 0.020)  # the emulated instant, exactly
     assert time.monotonic() - start == pytest.approx(0.020, abs=0.004)
-    assert pad == pytest.approx(0.020, abs=0.004)
-    assert pacer.overrun_ms() == 0.0
-    assert pacer.pad_forward(time.monotonic() - 0.5) == 0.0  # real compute already took 0.5 s
+    assert pacer.pad_ms() == pytest.approx(20.0, abs=4.0) and pacer.overrun_ms() == 0.0
+    pacer.start_step(1, time.monotonic() - 0.5)  # real compute already took 0.5 s
+    assert pacer.pad_forward() == pytest.approx(time.monotonic(), abs=0.002)  # ends when work did
     assert pacer.overrun_ms() == pytest.approx(480.0, abs=5.0)
 
 
 def test_backward_slack_absorbs_a_forward_overrun():
-    pacer = Pacer(slowdown=1.0, total_numel=100, device_name="H100-SXM")
-    pacer.set_reference(0.010, 0.040)
-    pacer.start_step(0)
-    t_fwd = time.monotonic() - 0.015  # forward really took 15 ms: 5 ms over its 10 ms target
-    assert pacer.pad_forward(t_fwd) == 0.0 and pacer.overrun_ms() == pytest.approx(5.0, abs=1.0)
-    t_bwd = time.monotonic()
-    pacer.pad_bucket(100, t_bwd)  # released 40 - 5 = 35 ms into backward: total 50 ms as targeted
-    assert time.monotonic() - t_bwd == pytest.approx(0.035, abs=0.004)
+    pacer = _pacer(5.0, 20.0, scale=2.0)  # targets 10 ms and 40 ms
+    start = time.monotonic() - 0.015  # forward really took 15 ms: 5 ms over its 10 ms target
+    pacer.start_step(0, start)
+    assert pacer.pad_forward() > start + 0.010 and pacer.overrun_ms() == pytest.approx(5.0, abs=1.0)
+    ready = pacer.pad_bucket(100)  # released 50 ms after the start, as targeted
+    assert ready == pytest.approx(start + 0.050)
+    assert time.monotonic() - start == pytest.approx(0.050, abs=0.004)
     assert pacer.overrun_ms() == 0.0
 
 
+def test_a_slow_fault_moves_backward_instead_of_being_absorbed():
+    pacer = _pacer(5.0, 20.0, scale=2.0)
+    start = time.monotonic()
+    pacer.start_step(0, start)
+    fwd_end = pacer.pad_forward()
+    time.sleep(0.010)  # the fault
+    assert pacer.after_fault(0.010, fwd_end) == pytest.approx(start + 0.020)
+    assert pacer.pad_bucket(100) == pytest.approx(start + 0.060)
+
+
 def test_pacer_releases_buckets_in_proportion_to_gradients_done():
-    pacer = Pacer(slowdown=1.0, total_numel=100, device_name="H100-SXM")
-    pacer.set_reference(0.0, 0.040)
-    pacer.start_step(0)
+    pacer = _pacer(0.0, 10.0, scale=4.0)  # backward target 40 ms
     t0 = time.monotonic()
-    pacer.pad_bucket(25, t0)
+    pacer.start_step(0, t0)
+    pacer.pad_forward()
+    pacer.pad_bucket(25)
     assert time.monotonic() - t0 == pytest.approx(0.010, abs=0.004)
-    pacer.pad_bucket(75, t0)
+    pacer.pad_bucket(75)
     assert time.monotonic() - t0 == pytest.approx(0.040, abs=0.004)
+
+
+def test_optimizer_ends_d_times_its_device_time_after_the_exchange():
+    pacer = _pacer(1.0, 2.0, scale=3.0, opt_ms=5.0)
+    t0 = time.monotonic()
+    assert pacer.pad_optimizer(t0) == pytest.approx(t0 + 0.015)
+    assert time.monotonic() - t0 == pytest.approx(0.015, abs=0.004) and pacer.lag_ms() == 0.0
+    late = time.monotonic() - 0.1  # this machine is 85 ms behind the emulated end
+    assert pacer.pad_optimizer(late) == pytest.approx(late + 0.015)
+    assert pacer.lag_ms() == pytest.approx(85.0, abs=3.0)
+
+
+def test_the_next_step_starts_where_the_last_ended_when_only_a_little_late():
+    pacer = _pacer(10.0, 10.0, scale=2.0, opt_ms=1.0)  # forward budget 20 ms
+    end = pacer.pad_optimizer(time.monotonic())
+    assert pacer.start_step(1, end + 0.005) == end  # 5 ms late: absorbed
+    end = pacer.pad_optimizer(time.monotonic())
+    assert pacer.start_step(2, end + 0.050) == end + 0.050  # 50 ms late: a fresh start
+    pacer.pad_optimizer(time.monotonic())
+    pacer.resync()
+    now = time.monotonic()
+    assert pacer.start_step(3, now) == now
+
+
+def test_pacer_does_not_pad_before_calibration():
+    pacer = Pacer(PhaseTimes(5.0, 10.0, 1.0, "launch-bound", "model"), 100, "H100-SXM")
+    t0 = time.monotonic()
+    pacer.start_step(0, t0)
+    for instant in (pacer.pad_forward(), pacer.pad_bucket(100), pacer.pad_optimizer(t0)):
+        assert instant == pytest.approx(time.monotonic(), abs=0.002)
+    assert pacer.pad_ms() == 0.0
+
+
+def test_needed_scale_is_the_worst_phase_ratio_or_the_whole_step():
+    device = PhaseTimes(2.0, 4.0, 0.5, "launch-bound", "model")
+    assert needed_scale((6.0, 8.0, 1.0, 0.0), device) == pytest.approx(3.0)  # forward: 6 / 2
+    assert needed_scale((2.0, 4.0, 2.0, 0.0), device) == pytest.approx(4.0)  # optimizer: 2 / 0.5
+    # the rest of a real step (batch, real all-reduce) must fit in the phases' slack
+    assert needed_scale((2.0, 4.0, 0.5, 13.0), device) == pytest.approx(19.5 / 6.5)
 
 
 def test_cuda_event_times_are_anchored_to_the_host_clock_after_the_sync():

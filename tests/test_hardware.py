@@ -36,20 +36,14 @@ def test_every_known_name_resolves():
         assert canonical_name(name) in CATALOG
 
 
-def test_speed_is_bf16_where_native_else_fp16():
+def test_bf16_is_native_except_on_v100():
     for spec in CATALOG.values():
-        if spec.bf16_native:
-            assert spec.speed == spec.bf16_tflops
-        else:
-            assert spec.speed == spec.fp16_tflops
+        assert (spec.bf16_tflops is not None) == spec.bf16_native
     v100 = CATALOG["V100"]
-    assert not v100.bf16_native and v100.bf16_tflops is None
-    assert v100.speed == 125.0 and v100.peak_tflops("bf16") is None
-    assert CATALOG["A100-80GB"].speed == 312.0
-    assert CATALOG["H100-SXM"].speed == 989.0
-    assert CATALOG["B200"].speed == 2250.0
-    # The emulated ordering of the default mixed cluster.
-    assert CATALOG["B200"].speed > CATALOG["H100-SXM"].speed > CATALOG["A100-80GB"].speed
+    assert not v100.bf16_native and v100.peak_tflops("bf16") is None
+    assert v100.peak_tflops("fp16") == 125.0
+    assert CATALOG["B200"].peak_tflops("bf16") > CATALOG["H100-SXM"].peak_tflops("bf16") \
+        > CATALOG["A100-80GB"].peak_tflops("bf16")
 
 
 def test_peak_by_dtype():

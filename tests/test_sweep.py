@@ -93,7 +93,7 @@ def test_unsweepable_input_is_a_config_error(args):
 @pytest.fixture(scope="module")
 def latency_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    proc = hetbench("run", "-m", TWO_SITES, "network.inter_site.latency_ms=0,30", *TINY,
+    proc = hetbench("run", "-m", TWO_SITES, "network.inter_site.latency_ms=0,5,30", *TINY,
                     "sweep_id=lat", f"out_root={out}")
     return proc, out / "lat"
 
@@ -104,9 +104,10 @@ def test_sweep_writes_one_row_and_one_run_dir_per_point(latency_sweep):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = read_csv(sweep_dir / "sweep.csv")
     assert [r["overrides"] for r in rows] == ["network.inter_site.latency_ms=0",
+                                              "network.inter_site.latency_ms=5",
                                               "network.inter_site.latency_ms=30"]
-    assert [r["status"] for r in rows] == ["ok", "ok"]
-    assert [r["run_id"] for r in rows] == ["lat-000", "lat-001"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert [r["run_id"] for r in rows] == ["lat-000", "lat-001", "lat-002"]
     for row in rows:
         summary = json.loads((sweep_dir / row["point"] / "summary.json").read_text())
         assert summary["run_id"] == row["run_id"] and summary["status"] == "ok"
@@ -114,17 +115,31 @@ def test_sweep_writes_one_row_and_one_run_dir_per_point(latency_sweep):
         assert float(row["step_ms_p50"]) == pytest.approx(summary["step_ms"]["p50"])
     doc = json.loads((sweep_dir / "sweep.json").read_text())
     assert doc["swept_keys"] == ["network.inter_site.latency_ms"]
-    assert [p["swept"] for p in doc["points"]] == [{"network.inter_site.latency_ms": "0"},
-                                                   {"network.inter_site.latency_ms": "30"}]
-    assert "point 2 of 2" in proc.stdout and "to go" in proc.stdout
+    assert [p["swept"] for p in doc["points"]] == [{"network.inter_site.latency_ms": v}
+                                                   for v in ("0", "5", "30")]
+    assert "point 3 of 3" in proc.stdout and "to go" in proc.stdout
 
 
 @pytest.mark.slow
-def test_efficiency_falls_with_inter_site_latency(latency_sweep):
+def test_every_point_shares_one_time_scale(latency_sweep):
+    """Points differ only by what was swept: one D for all, recorded in sweep.json."""
+    _, sweep_dir = latency_sweep
+    doc = json.loads((sweep_dir / "sweep.json").read_text())
+    assert doc["time_scale"] > 1 and doc["time_base"] == "device"
+    for point in doc["points"]:
+        summary = json.loads((sweep_dir / point["point"] / "summary.json").read_text())
+        assert summary["time_scale"] == doc["time_scale"] == point["time_scale"]
+    calibration = json.loads((sweep_dir / "time_scale.json").read_text())
+    assert calibration["time_scale"] == doc["time_scale"] and len(calibration["calibrations"]) == 1
+
+
+@pytest.mark.slow
+def test_efficiency_falls_monotonically_with_inter_site_latency(latency_sweep):
     _, sweep_dir = latency_sweep
     rows = read_csv(sweep_dir / "sweep.csv")
-    assert float(rows[1]["efficiency"]) < float(rows[0]["efficiency"])
-    assert float(rows[1]["slowdown_network"]) > 1.0
+    efficiency = [float(r["efficiency"]) for r in rows]
+    assert efficiency[0] > efficiency[1] > efficiency[2]
+    assert 1.0 < float(rows[1]["slowdown_network"]) < float(rows[2]["slowdown_network"])
 
 
 @pytest.mark.slow

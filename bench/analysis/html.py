@@ -49,10 +49,13 @@ def table(head: list[str] | None, rows: list[list], left: int = 0,
 
 def run_section(run: Run) -> str:
     meta = run.metadata
-    ranks = table(["rank", "host", "device (real)", "stands for", "site", "speed", "clock offset (ms)"],
+    ranks = table(["rank", "host", "device (real)", "stands for", "site", "device compute (ms)",
+                   "regime", "clock offset (ms)"],
                   [[r.get("rank"), r.get("host"), r.get("device"),
                     r.get("emulated_device") or r.get("configured_device"), r.get("site"),
-                    _num(r.get("speed"), ".0f"), _num(_ms(r.get("clock_offset_s")), ".3f")]
+                    _num((r.get("device_times") or {}).get("compute_ms"), ".2f"),
+                    (r.get("device_times") or {}).get("regime", "-"),
+                    _num(_ms(r.get("clock_offset_s")), ".3f")]
                    for r in meta.get("ranks") or []], left=5)
     links = table(["link", "latency (ms)", "bandwidth (Gbit/s)", "jitter (ms)"],
                   [[name, spec.get("latency_ms"), spec.get("bandwidth_gbps") or "no limit",
@@ -65,10 +68,18 @@ def run_section(run: Run) -> str:
                              ["hosts", ", ".join(meta.get("hosts") or [])], ["versions", versions],
                              ["model", f"{model.get('name', '-')}, {model.get('params', '-')} params"],
                              ["network", (meta.get("network") or {}).get("name")],
+                             ["time base", _time_base(run)],
                              ["started", meta.get("start_time")], ["ended", meta.get("end_time")]],
                   left=2)
     return (f"<h2>Run</h2><div class='grid'><div>{facts}</div><div>{links}</div></div>"
             f"<h3>Ranks</h3>{ranks}")
+
+
+def _time_base(run: Run) -> str:
+    if run.time_base == "device":
+        return (f"emulated device ms; this machine ran x{run.time_scale:.2f} slower "
+                "(time_scale D; rank logs keep host time)")
+    return "wall-clock ms"
 
 
 def _ms(seconds):

@@ -14,8 +14,10 @@ def _cut(slowdown: float) -> float:
 
 def headline(run: Run, analysis: dict) -> str:
     w = analysis["whatif"]
-    return (f"{run.world_size} ranks, {len(run.steps)} measured steps: median step "
-            f"{w['step_ms_p50']:.1f} ms against an ideal {w['ideal_ms_p50']:.1f} ms "
+    clock = (f"emulated device time (this machine ran x{run.time_scale:.2f} slower)"
+             if run.time_base == "device" else "wall-clock time")
+    return (f"{run.world_size} ranks, {len(run.steps)} measured steps, in {clock}: median step "
+            f"{w['step_ms_p50']:.2f} ms against an ideal {w['ideal_ms_p50']:.2f} ms "
             f"(balanced by speed, no link delay): total slowdown x{w['total']:.2f}.")
 
 

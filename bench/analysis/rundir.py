@@ -7,7 +7,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from bench import metrics, sinks
+from bench import metrics, sinks, timebase
 
 DEFAULT_THRESHOLD = 0.75
 
@@ -23,6 +23,7 @@ class Run:
     metadata: dict
     summary: dict
     records: list[dict]
+    """Step records in the run's time base: device ms for an emulated run (host ms / D)."""
     world_size: int
     steps: dict = field(default_factory=dict)
     """{step: [record per rank, by rank]}: measured steps that every rank recorded."""
@@ -56,6 +57,15 @@ class Run:
         return f"rank {rank} ({device}, site {info['site']})"
 
     @property
+    def time_base(self) -> str:
+        """'device' (records shown in emulated device ms) or 'wall'."""
+        return timebase.base_of(self.summary or self.metadata)
+
+    @property
+    def time_scale(self) -> float:
+        return timebase.scale_of(self.summary or self.metadata)
+
+    @property
     def entropy_floor(self) -> Optional[float]:
         value = self.summary.get("entropy_floor", self.metadata.get("entropy_floor"))
         return None if value is None else float(value)
@@ -74,7 +84,9 @@ def load(path) -> Run:
     config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
     metadata = sinks.read_json(path / "metadata.json")
     summary = sinks.read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    records = [r for r in sinks.read_rank_logs(path) if r.get("wait_ms") is not None]
+    scale = timebase.scale_of(summary) if summary else timebase.scale_of(metadata)
+    records = timebase.to_device([r for r in sinks.read_rank_logs(path)
+                                  if r.get("wait_ms") is not None], scale)
     if not records:
         raise NotARunDir(f"{path}: ranks/*.jsonl hold no attributed step records")
     world = int(metadata.get("world_size") or summary.get("world_size")

@@ -1,16 +1,25 @@
-"""Emulation of a device mix (compute pacing) and of slow links (delay injection).
-The trainer sees only a Pacer and a Link; everything emulation-specific lives here."""
+"""Emulation of a device mix (compute pacing) and of slow links (delay injection), in dilated
+time. The trainer sees only a Pacer and a Link; everything emulation-specific lives here.
+
+One factor D (`time_scale`) stretches everything the emulated cluster sees: pacing targets are
+D x device time, link delays D x their formula, slow faults D x their ms. Users read device time
+(host ms / D). With `emulation.time=host`, links and faults stay in real ms and users read wall
+time (D still sets the pacing targets)."""
 from __future__ import annotations
 
 import numpy as np
 
 from bench import config as config_mod
+from bench import device_times, timebase
 from bench.emulate import compute, network
 from bench.trainer import NoLink, NoPacing
 
 # Pacing holds when a rank's median compute is within this share of its target. Past it, the
 # rank ran slower than the device it emulates (an oversubscribed machine): warn, with the fix.
 EXCESS_WARN = 0.05
+# Host costs that D does not stretch (real Gloo transfer, Python, data) show up in device time
+# shrunk by D; past this share of the device step they colour the results: warn.
+HOST_SHARE_WARN = 0.10
 
 
 def pacing_enabled(cfg, device_type: str) -> bool:
@@ -23,9 +32,9 @@ def build(cfg, env, total_numel: int):
     table = config_mod.rank_table(cfg)
     pacer = NoPacing()
     if pacing_enabled(cfg, env.device.type):
-        fastest = max(r["speed"] for r in table)
-        mine = table[env.rank]
-        pacer = compute.Pacer(fastest / mine["speed"], total_numel, mine["device"])
+        times = device_times.rank_times(cfg)[env.rank]
+        pacer = compute.Pacer(times, total_numel, table[env.rank]["device"],
+                              timeline=env.device.type == "cpu")
     link = NoLink()
     if cfg.emulation.network != "off":
         model = network.LinkModel([r["site"] for r in table], _link(cfg.network.intra_site),
@@ -40,39 +49,76 @@ def _link(spec) -> network.Link:
                         float(spec.jitter_ms))
 
 
-def calibrate(pacer, trainer, cfg) -> None:
-    if pacer.active:
-        compute.calibrate(pacer, trainer, cfg.emulation.calibration_steps,
-                          cfg.emulation.reference_scale)
+def calibrate(pacer, link, faults, trainer, cfg) -> float:
+    """Agree on D and stretch the emulated world by it; returns the report scale (1 = wall)."""
+    if not pacer.active:
+        return 1.0
+    e = cfg.emulation
+    scale = compute.calibrate(pacer, trainer, e.calibration_steps, e.reference_scale, e.time_scale)
+    world_scale = scale if e.time == "device" else 1.0
+    link.time_scale = faults.time_scale = world_scale
+    return world_scale
 
 
-def summary_section(records, ranks, pacer, link) -> dict:
-    """What was emulated, and per rank how well pacing held over the measured steps."""
+def time_base(cfg, pacer) -> str:
+    return timebase.DEVICE if pacer.active and cfg.emulation.time == "device" else timebase.WALL
+
+
+def summary_section(records, ranks, pacer, link, scale: float) -> dict:
+    """What was emulated, and per rank how well pacing held over the measured steps. `records`
+    are in the reported time base (device ms when dilated)."""
     section = {**pacer.describe(), **link.describe()}
-    if pacer.active and pacer.ref_fwd_s is not None:
-        section["pacing"] = [_pacing_row(records, info, pacer, ranks) for info in ranks]
+    if pacer.active and pacer.time_scale is not None:
+        section["pacing"] = [_pacing_row(records, info, pacer.time_scale / scale) for info in ranks]
+        section["host_share"] = host_share(records, ranks, pacer.time_scale / scale)
+        lags = [r.get("lag_ms", 0.0) for r in records if not r["warmup"]]
+        section["lag_ms_p50"] = float(np.median(lags)) if lags else None
     return section
 
 
-def _pacing_row(records, info, pacer, ranks) -> dict:
-    fastest = max(r["speed"] for r in ranks)
-    target = (pacer.ref_fwd_s + pacer.ref_bwd_s) * 1000.0 * fastest / info["speed"]
+def _pacing_row(records, info, extra_scale: float) -> dict:
+    """target_compute_ms in the reported time base: the device's compute time (x D / scale,
+    which is 1 in device time and D in host time)."""
+    target = info["device_times"]["compute_ms"] * extra_scale
     mine = [r for r in records if r["rank"] == info["rank"] and not r["warmup"]]
-    compute = float(np.median([r["fwd_ms"] + r["bwd_ms"] for r in mine])) if mine else None
-    late = [r for r in mine if r.get("overrun_ms", 0.0) > 0.5]  # under 0.5 ms: sleep granularity
-    return {"rank": info["rank"], "target_compute_ms": target, "compute_ms_p50": compute,
-            "excess": None if compute is None else compute / target - 1.0,
+    compute_ms = float(np.median([r["fwd_ms"] + r["bwd_ms"] for r in mine])) if mine else None
+    late = [r for r in mine if r.get("overrun_ms", 0.0) * extra_scale > 0.5]  # host ms: sleep granularity
+    return {"rank": info["rank"], "target_compute_ms": target, "compute_ms_p50": compute_ms,
+            "excess": None if compute_ms is None else compute_ms / target - 1.0,
             "steps_overrun_share": len(late) / len(mine) if mine else 0.0}
 
 
+def host_share(records, ranks, extra_scale: float):
+    """Median share of the step that the emulation did not model: T minus the slowest rank's
+    compute, the injected link delay and the modelled optimizer step, over T. Exact for one
+    gradient bucket; with several, link delay that overlaps backward makes it an underestimate."""
+    from bench import metrics
+
+    opt = max(info["device_times"]["opt_ms"] for info in ranks) * extra_scale
+    steps = metrics.complete_steps(records, len(ranks))
+    shares = []
+    for recs in steps.values():
+        v = metrics.step_values(recs)
+        compute_max = max(metrics.compute_ms(r) for r in recs)
+        shares.append(max(0.0, v["T"] - compute_max - v["injected"] - opt) / v["T"])
+    return float(np.median(shares)) if shares else None
+
+
 def warnings(summary: dict) -> list[str]:
+    emu = summary.get("emulation", {})
     lines = []
-    for row in summary.get("emulation", {}).get("pacing", []):
+    for row in emu.get("pacing", []):
         if row["excess"] is not None and row["excess"] > EXCESS_WARN:
             lines.append(
-                f"rank {row['rank']}: median compute {row['compute_ms_p50']:.1f} ms is "
-                f"{row['excess']:.1%} over its pacing target {row['target_compute_ms']:.1f} ms "
+                f"rank {row['rank']}: median compute {row['compute_ms_p50']:.2f} ms is "
+                f"{row['excess']:.1%} over its pacing target {row['target_compute_ms']:.2f} ms "
                 f"(real compute overran in {row['steps_overrun_share']:.0%} of steps), so it ran "
                 "slower than the device it emulates. Fix: fewer ranks on this machine, a smaller "
-                "model or batch, or a slower reference (emulation.reference_scale=1.5).")
+                "model or batch, or more headroom (emulation.reference_scale=2.0).")
+    share = emu.get("host_share")
+    if share is not None and share > HOST_SHARE_WARN:
+        lines.append(
+            f"this machine's own costs (real transfer, optimizer overrun, Python) are {share:.1%} "
+            "of the device step, which the emulated cluster would not pay. Fix: more time "
+            "dilation (emulation.reference_scale=2.5), or fewer ranks on this machine.")
     return lines

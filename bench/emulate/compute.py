@@ -1,15 +1,20 @@
-"""Compute pacing: stretch each rank's forward and backward to its emulated device's speed.
+"""Compute pacing in dilated time: each rank's forward, backward and optimizer step take
+D x their emulated device's time (bench.device_times), D being the run's one time dilation.
 
-The ranks first calibrate a reference forward and backward time on this machine and agree on
-it (the slowest rank's median, times `emulation.reference_scale`), so the fastest emulated
-device runs at the reference and a device k times slower gets k times the reference. Each phase
-is padded up to its *target* (not "sleep (k-1)x whatever this step took"), which keeps results
-steady on a noisy, oversubscribed machine. Backward padding happens in the comm hook as buckets
-arrive: bucket i is released at t_bwd_start + target_bwd * (share of gradients in buckets 0..i),
-so communication of early buckets overlaps the rest of backward, as on the device. A forward that
-overran its target (a busy core) moves the backward schedule earlier by the overrun, so that
-backward's slack absorbs it and forward + backward still meets its total target; time spent
-between the two (an injected slow fault) is not absorbed.
+Calibration: every rank times a few forward and backward passes and optimizer steps on this
+machine (host time h), compares them with its device's times d, and the ranks agree on
+D = reference_scale x max over ranks and phases of h / d (at least 1): the smallest factor at
+which every rank's host can meet D x its device time, with headroom. A fixed
+`emulation.time_scale` (a sweep's shared D) skips the agreement but still measures h, so that a
+D too small for this machine shows up as overrun.
+
+Each phase is padded up to its *target* D x d (not "sleep (k-1)x whatever this step took"),
+which keeps results steady on a noisy, oversubscribed machine. Backward padding happens in the
+comm hook as buckets arrive: bucket i is released at the backward origin + target_bwd x (share
+of gradients in buckets 0..i), so communication of early buckets overlaps the rest of backward,
+as on the device. A forward that overran its target (a busy core) does not move the backward
+schedule, so that backward's slack absorbs it; time spent between the two (an injected slow
+fault) is not absorbed. The optimizer step is padded to end D x opt after the exchange ended.
 """
 from __future__ import annotations
 
@@ -19,55 +24,121 @@ import time
 import torch
 import torch.distributed as dist
 
+from bench.costs.devices import PhaseTimes
+
 
 class Pacer:
+    """Pads each phase to its target and says at which *emulated instant* it ended.
+
+    On CPU ranks (`timeline`), the step's marks are those instants, not the clock read after a
+    sleep: the emulated step starts where the previous one ended (when this machine is only a
+    little late, its lag is absorbed by the forward's slack, as sampling the batch is: a device
+    has its batch prefetched), forward ends at start + D x fwd, bucket i at the backward origin
+    + D x bwd x share, the optimizer at the exchange's end + D x opt. A phase whose real work
+    ran past its instant ends when the work did (overrun), so a machine that cannot keep up
+    shows, in the step and in `overrun_ms`."""
+
     active = True
 
-    def __init__(self, slowdown: float, total_numel: int, device_name: str):
-        self.slowdown = slowdown  # fastest emulated speed / this rank's speed, >= 1
+    def __init__(self, device: PhaseTimes, total_numel: int, device_name: str, timeline: bool = True):
+        self.device = device  # this rank's device times (ms)
         self.total_numel = total_numel
         self.device_name = device_name
-        self.ref_fwd_s = self.ref_bwd_s = None
-        self._numel_seen = 0
+        self.timeline = timeline
+        self.time_scale = None  # D, set by calibrate(); no padding before
+        self.host_ms = None  # this rank's calibrated host (fwd, bwd, opt) medians
+        self.needs = None  # every rank's smallest feasible D, from calibration
+        self._next_origin = None  # where the next step starts: the last step's emulated end
+        self._origin = self._bwd_origin = 0.0
+        self._numel_seen, self._pad_s, self._lag_s = 0, 0.0, 0.0
         self._overrun_s = 0.0  # at the latest deadline: forward's, then each bucket's
-        self._fwd_overrun_s = 0.0
 
-    def set_reference(self, fwd_s: float, bwd_s: float) -> None:
-        self.ref_fwd_s, self.ref_bwd_s = fwd_s, bwd_s
+    def set_time_scale(self, scale: float) -> None:
+        self.time_scale = scale
+
+    def _target_s(self, device_ms: float) -> float:
+        return device_ms * self.time_scale / 1000.0
 
     @property
     def target_fwd_s(self) -> float:
-        return self.ref_fwd_s * self.slowdown
+        return self._target_s(self.device.fwd_ms)
 
     @property
     def target_bwd_s(self) -> float:
-        return self.ref_bwd_s * self.slowdown
+        return self._target_s(self.device.bwd_ms)
 
-    def start_step(self, step: int) -> None:
-        self._numel_seen, self._overrun_s, self._fwd_overrun_s = 0, 0.0, 0.0
+    @property
+    def target_opt_s(self) -> float:
+        return self._target_s(self.device.opt_ms)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.time_scale is not None
+
+    def start_step(self, step: int, now: float) -> float:
+        """The step's emulated start: the last step's end if this machine is at most one
+        forward budget late (the lag is absorbed), else now."""
+        self._numel_seen, self._pad_s, self._overrun_s, self._lag_s = 0, 0.0, 0.0, 0.0
+        last = self._next_origin
+        late = self.calibrated and last is not None and 0.0 <= now - last <= self.target_fwd_s
+        self._origin = last if late else now
+        return self._origin
+
+    def resync(self) -> None:
+        """The next step starts when it starts (after a pause that is not part of any step)."""
+        self._next_origin = None
 
     def _pad_until(self, deadline: float) -> float:
+        """Sleep until `deadline`; the emulated instant the phase ended (later if overrun)."""
         now = time.monotonic()
         self._overrun_s = max(0.0, now - deadline)
         if now >= deadline:
-            return 0.0
+            return now
         time.sleep(deadline - now)
-        return deadline - now
+        self._pad_s += deadline - now
+        return deadline
 
-    def pad_forward(self, t_fwd_start: float) -> float:
-        if self.ref_fwd_s is None:  # not calibrated yet: run at real speed
-            return 0.0
-        pad = self._pad_until(t_fwd_start + self.target_fwd_s)
-        self._fwd_overrun_s = self._overrun_s
-        return pad
+    def pad_forward(self) -> float:
+        if not self.calibrated:  # not calibrated yet: run at real speed
+            self._bwd_origin = time.monotonic()
+            return self._bwd_origin
+        deadline = self._origin + self.target_fwd_s
+        end = self._pad_until(deadline)
+        self._bwd_origin = deadline  # backward's slack absorbs a forward overrun
+        return end
 
-    def pad_bucket(self, bucket_numel: int, t_bwd_start: float) -> float:
-        if self.ref_bwd_s is None:
-            return 0.0
+    def after_fault(self, fault_s: float, fwd_end: float) -> float:
+        """A slow fault (time between forward and backward) is not absorbed: it moves backward."""
+        self._bwd_origin += fault_s
+        return fwd_end + fault_s
+
+    def pad_bucket(self, bucket_numel: int) -> float:
         self._numel_seen += bucket_numel
+        if not self.calibrated:
+            return time.monotonic()
         share = min(1.0, self._numel_seen / self.total_numel)
-        origin = t_bwd_start - self._fwd_overrun_s  # backward's slack absorbs forward's overrun
-        return self._pad_until(origin + self.target_bwd_s * share)
+        return self._pad_until(self._bwd_origin + self.target_bwd_s * share)
+
+    def pad_optimizer(self, exchange_end: float) -> float:
+        """Pad the optimizer step to exchange_end + D x opt: the step's emulated end. If this
+        machine is past it already, the lag carries into the next step's forward (start_step)
+        and shows there if the forward's slack cannot take it; `lag_ms` logs it."""
+        if not self.calibrated:
+            return time.monotonic()
+        deadline = exchange_end + self.target_opt_s
+        now = time.monotonic()
+        if now < deadline:
+            time.sleep(deadline - now)
+        self._lag_s = max(0.0, now - deadline)
+        self._next_origin = deadline
+        return deadline
+
+    def lag_ms(self) -> float:
+        """How far behind the emulated timeline this machine was at the step's end (host ms)."""
+        return self._lag_s * 1000.0
+
+    def pad_ms(self) -> float:
+        return self._pad_s * 1000.0
 
     def overrun_ms(self) -> float:
         """How far real compute ran past its target this step (0 when pacing held): measured at
@@ -75,24 +146,62 @@ class Pacer:
         return self._overrun_s * 1000.0
 
     def describe(self) -> dict:
-        return {"compute": "on", "emulated_device": self.device_name, "slowdown": self.slowdown,
-                "reference_fwd_ms": _ms(self.ref_fwd_s), "reference_bwd_ms": _ms(self.ref_bwd_s),
-                "target_fwd_ms": _ms(self.ref_fwd_s and self.target_fwd_s),
-                "target_bwd_ms": _ms(self.ref_bwd_s and self.target_bwd_s)}
+        scale = self.time_scale
+        host = self.host_ms or (None, None, None, None)
+        return {"compute": "on", "emulated_device": self.device_name,
+                "device_times": self.device.as_dict(), "time_scale": scale,
+                "needed_scale_by_rank": self.needs, "timeline": self.timeline,
+                "host_fwd_ms": host[0], "host_bwd_ms": host[1], "host_opt_ms": host[2],
+                "host_rest_ms": host[3],
+                "target_fwd_ms": _ms(scale and self.target_fwd_s),
+                "target_bwd_ms": _ms(scale and self.target_bwd_s),
+                "target_opt_ms": _ms(scale and self.target_opt_s)}
 
 
 def _ms(seconds):
     return None if seconds is None else seconds * 1000.0
 
 
-def calibrate(pacer: Pacer, trainer, passes: int, scale: float) -> None:
-    """Time `passes` forward+backward passes (after one warm-up), take each rank's median and
-    agree on the slowest rank's (all-reduce MAX), so that every rank can meet its target."""
-    trainer.calibration_pass()  # warm-up: allocator, kernels, first-touch
-    samples = [trainer.calibration_pass() for _ in range(passes)]
-    mine = torch.tensor([statistics.median(s[0] for s in samples),
-                         statistics.median(s[1] for s in samples)], dtype=torch.float64,
-                        device=trainer.env.device)
-    dist.all_reduce(mine, op=dist.ReduceOp.MAX)
-    fwd, bwd = (float(v) * scale for v in mine.tolist())
-    pacer.set_reference(fwd, bwd)
+def measure_host(trainer, passes: int) -> tuple[float, float, float, float]:
+    """This rank's host medians (ms) of forward, backward, optimizer step, and of the rest of a
+    real step that no device time pays for (sampling a batch, the real all-reduce of every
+    gradient), after one warm-up. Every pass starts after a barrier, so that the ranks compete
+    for the cores as they do in a training step, not one by one as they happen to arrive."""
+    passes_of = {"compute": trainer.calibration_pass, "opt": trainer.optimizer_pass,
+                 "rest": trainer.host_rest_pass}
+    samples = {}
+    for name, one_pass in passes_of.items():
+        one_pass()  # warm-up: allocator, kernels, first-touch, connections
+        samples[name] = []
+        for _ in range(passes):
+            dist.barrier()
+            samples[name].append(one_pass())
+    fwd = statistics.median(s[0] for s in samples["compute"])
+    bwd = statistics.median(s[1] for s in samples["compute"])
+    return tuple(v * 1e3 for v in (fwd, bwd, statistics.median(samples["opt"]),
+                                   statistics.median(samples["rest"])))
+
+
+def needed_scale(host_ms: tuple, device: PhaseTimes) -> float:
+    """The smallest D at which this host meets D x device time in every phase, and in the whole
+    step with its un-emulated rest (which the phases' slack must absorb)."""
+    dev = (device.fwd_ms, device.bwd_ms, device.opt_ms)
+    per_phase = max(h / d for h, d in zip(host_ms, dev))
+    return max(per_phase, sum(host_ms) / sum(dev))
+
+
+def gather_needs(trainer, needed: float) -> list[float]:
+    """Every rank's needed D (all-gather: every rank must be able to keep up)."""
+    mine = torch.tensor([needed], dtype=torch.float64, device=trainer.env.device)
+    everyone = [torch.empty_like(mine) for _ in range(trainer.env.world_size)]
+    dist.all_gather(everyone, mine)
+    return [float(t.item()) for t in everyone]
+
+
+def calibrate(pacer: Pacer, trainer, passes: int, headroom: float, fixed=None) -> float:
+    """D for the run: a fixed one, or headroom x the largest need over ranks (at least 1)."""
+    pacer.host_ms = measure_host(trainer, passes)
+    pacer.needs = gather_needs(trainer, needed_scale(pacer.host_ms, pacer.device))
+    scale = float(fixed) if fixed is not None else max(1.0, max(pacer.needs) * headroom)
+    pacer.set_time_scale(scale)
+    return scale

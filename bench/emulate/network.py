@@ -1,126 +1,93 @@
-"""Link emulation: sites, links, and a comm-hook wrapper that delays each gradient bucket's
-all-reduce by what the configured topology implies.
+"""Link emulation: a comm-hook wrapper that makes each gradient bucket's all-reduce take what the
+configured topology implies (the alpha-beta ring model of bench.costs.links), stretched by the
+run's time dilation D.
 
-Cost model (alpha-beta, ring all-reduce as Gloo and NCCL's ring use it): W ranks, n bytes.
-The ring takes 2(W-1) steps (reduce-scatter, then all-gather), each sending n/W bytes to the
-next rank, all ranks in lock-step, so every step lasts as long as the slowest link in the ring:
+A ring all-reduce starts when the *last* rank hands its bucket over. Alongside each bucket's real
+all-reduce, the ranks all-reduce (MAX) the instant they handed it over, on the clock aligned to
+rank 0, so every rank knows when the emulated transfer starts: at that last hand-over, or when
+the previous bucket's transfer frees the wire (the link is serial), whichever is later. It ends
+D x formula later, and every rank releases the bucket then, at the same aligned instant. This
+machine's own transfer (Gloo on loopback) runs inside that window and is not added to it; a real
+transfer slower than the emulated one makes this machine late on the emulated timeline (see
+bench.emulate.compute: slack absorbs lag, and what it cannot absorb shows).
 
-    t(n) = 2(W-1) * max_links( alpha + (n/W) / beta )
-
-alpha = latency_ms, beta = bandwidth (Gbit/s -> bytes/ms; null = unlimited). The ring
-crosses the inter-site link whenever there are two sites, and intra-site links whenever a site
-has two ranks. Jitter: each bucket's all-reduce gets an extra delay drawn uniformly from
-[0, 2 * jitter_ms] (mean jitter_ms) of the slowest jittery link, from an RNG seeded by
-(seed, step, bucket) so every rank draws the same value.
-
-The delay is added after the real transfer completes, on a timer thread (off the autograd
-thread, so backward goes on), and the link is serial: a bucket whose real transfer finishes
-while the previous bucket's delay is still running queues behind it, as on a real wire.
+The release waits on a timer thread (off the autograd thread, so backward goes on). Waking that
+thread and finishing backward takes this machine a few ms under load; `released_at()` tells the
+trainer when the exchange ended on the emulated timeline, so that the step's `synced` mark is
+that instant and the optimizer step's slack absorbs the lag.
+`injected_ms` logs the emulated wire time, D x formula, summed over the step's buckets.
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Optional
 
-import numpy as np
 import torch
+import torch.distributed as dist
 
-
-@dataclass(frozen=True)
-class Link:
-    latency_ms: float
-    bandwidth_gbps: Optional[float]
-    jitter_ms: float
-
-    def step_ms(self, chunk_bytes: float) -> float:
-        """One ring step over this link: alpha + chunk / beta."""
-        transfer = 0.0 if not self.bandwidth_gbps else chunk_bytes * 8 / (self.bandwidth_gbps * 1e6)
-        return self.latency_ms + transfer
-
-    @property
-    def is_ideal(self) -> bool:
-        return self.latency_ms == 0 and not self.bandwidth_gbps and self.jitter_ms == 0
-
-
-def links_in_ring(sites: list[str], intra: Link, inter: Link) -> list[Link]:
-    """The kinds of link a ring over these ranks crosses."""
-    counts = {s: sites.count(s) for s in set(sites)}
-    used = []
-    if any(c > 1 for c in counts.values()):
-        used.append(intra)
-    if len(counts) > 1:
-        used.append(inter)
-    return used
-
-
-class LinkModel:
-    def __init__(self, sites: list[str], intra: Link, inter: Link, seed: int):
-        self.world_size = len(sites)
-        self.links = links_in_ring(sites, intra, inter)
-        self.seed = seed
-
-    @property
-    def active(self) -> bool:
-        return any(not link.is_ideal for link in self.links)
-
-    def allreduce_ms(self, nbytes: int) -> float:
-        """Deterministic part: 2(W-1) * max_links(alpha + (n/W)/beta)."""
-        w = self.world_size
-        if w < 2 or not self.links:
-            return 0.0
-        return 2 * (w - 1) * max(link.step_ms(nbytes / w) for link in self.links)
-
-    def jitter_ms(self, step: int, bucket: int) -> float:
-        j = max((link.jitter_ms for link in self.links), default=0.0)
-        if j == 0:
-            return 0.0
-        return float(np.random.default_rng([self.seed, step, bucket]).uniform(0.0, 2.0 * j))
-
-    def delay_ms(self, step: int, bucket: int, nbytes: int) -> float:
-        return self.allreduce_ms(nbytes) + self.jitter_ms(step, bucket)
+from bench.costs.links import Link, LinkModel, links_in_ring  # noqa: F401 (re-exported)
 
 
 class DelayedLink:
-    """Wraps each bucket's all-reduce future: completes it `delay` after the real transfer."""
+    """Wraps each bucket's all-reduce future: completes it when the emulated wire is done."""
 
     def __init__(self, model: LinkModel, device: torch.device):
         self.model = model
+        self._device = device
         # CUDA futures must name their devices so DDP's stream sync works; CPU needs none.
         self._devices = [device] if device.type == "cuda" else None
         self.step = 0
+        self.time_scale = 1.0  # D: every delay is D x the formula (emulation sets it)
+        self.offset_s = 0.0  # this rank's clock offset to rank 0 (set at start)
         self._injected_ms = 0.0
+        self._released = None  # local instant the step's last bucket was released (emulated)
         self._lock = threading.Lock()
-        self._link_free_at = 0.0  # monotonic time at which the emulated wire is idle again
+        self._wire_free_at = 0.0  # aligned time at which the emulated wire is idle again
 
     def start_step(self, step: int) -> None:
-        self.step, self._injected_ms = step, 0.0
+        with self._lock:
+            self.step, self._injected_ms, self._released = step, 0.0, None
 
     def injected_ms(self) -> float:
         return self._injected_ms
 
-    def wrap(self, fut, bucket_index: int, nbytes: int):
-        delay_s = self.model.delay_ms(self.step, bucket_index, nbytes) / 1000.0
-        self._injected_ms += delay_s * 1000.0
+    def released_at(self):
+        """Local instant the step's exchange ended on the emulated timeline: when the wire
+        released the last bucket (None before any bucket). A real transfer slower than that
+        makes this machine late, which the optimizer's and the next forward's slack absorb or
+        the step's lag shows."""
+        with self._lock:
+            return self._released
+
+    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at: float):
+        wire_s = self.model.delay_ms(self.step, bucket_index, nbytes) * self.time_scale / 1000.0
+        self._injected_ms += wire_s * 1000.0
+        handed = torch.tensor([handed_at + self.offset_s], dtype=torch.float64,
+                              device=self._device)
+        last = dist.all_reduce(handed, op=dist.ReduceOp.MAX, async_op=True).get_future()
         out = torch.futures.Future(devices=self._devices)
-        fut.add_done_callback(lambda done: self._release_later(done, out, delay_s))
+        both = torch.futures.collect_all([fut, last])
+        both.add_done_callback(lambda done: self._release_later(done, out, wire_s))
         return out
 
-    def _release_later(self, done, out, delay_s: float) -> None:
+    def _release_later(self, done, out, wire_s: float) -> None:
         try:
-            value = done.value()
+            grads, last = (f.value() for f in done.value())
+            last_handed = float(last[0].item())  # aligned clock
         except Exception as err:  # the real transfer failed: fail the wrapped future at once
             out.set_exception(err)
             return
-        with self._lock:  # serial wire: queue behind the previous bucket's delay
-            start = max(time.monotonic(), self._link_free_at)
-            self._link_free_at = start + delay_s
-            wait = self._link_free_at - time.monotonic()
-        timer = threading.Timer(max(0.0, wait), out.set_result, args=(value,))
+        with self._lock:  # serial wire: starts at the last hand-over or when the wire is free
+            start = max(last_handed, self._wire_free_at)
+            self._wire_free_at = start + wire_s
+            release = self._wire_free_at - self.offset_s
+            self._released = max(self._released or 0.0, release)
+            wait = release - time.monotonic()
+        timer = threading.Timer(max(0.0, wait), out.set_result, args=(grads,))
         timer.daemon = True
         timer.start()
 
     def describe(self) -> dict:
         return {"network": "on", "links_in_ring": [vars(link) for link in self.model.links],
-                "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter)"}
+                "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter)",
+                "link_time_scale": self.time_scale}

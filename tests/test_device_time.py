@@ -1,0 +1,96 @@
+"""Emulated runs speak in device time: the default run, host independence, link delay in device
+ms, profiles. Real torchrun + Gloo ranks through the `hetbench` CLI."""
+from __future__ import annotations
+
+import pytest
+
+from bench.costs.links import Link, LinkModel
+from conftest import read_json, read_records, run_hetbench
+
+pytestmark = pytest.mark.slow
+
+DEFAULT = ["train.seq_len=64", "train.steps=50", "train.warmup_steps=10"]  # the default, shorter
+
+
+@pytest.fixture(scope="module")
+def default_runs(tmp_path_factory):
+    """The default cluster and network at two headrooms, i.e. two time dilations."""
+    runs = {}
+    for headroom in (1.25, 2.5):
+        out = tmp_path_factory.mktemp(f"runs_{headroom}")
+        rc, run_dir, output = run_hetbench(out, *DEFAULT, f"emulation.reference_scale={headroom}")
+        assert rc == 0, output
+        runs[headroom] = (run_dir, output)
+    return runs
+
+
+def test_the_default_run_reports_device_time(default_runs):
+    run_dir, output = default_runs[1.25]
+    summary = read_json(run_dir / "summary.json")
+    assert summary["time_base"] == "device" and summary["time_scale"] > 1
+    assert summary["host_step_ms_p50"] == pytest.approx(summary["step_ms"]["p50"] * summary["time_scale"])
+    assert "emulated device ms" in output
+    meta = read_json(run_dir / "metadata.json")
+    assert meta["emulation"]["time_scale"] == summary["time_scale"]
+
+
+def test_injected_delay_is_the_ring_formula_in_device_ms(default_runs):
+    """campus: 2 ms, 100 Gb/s, jitter 0.2 ms between sites a and b; 4 ranks."""
+    run_dir, _ = default_runs[1.25]
+    summary = read_json(run_dir / "summary.json")
+    records = read_records(run_dir)
+    ring = LinkModel(["a", "a", "b", "b"], Link(0.0, None, 0.0), Link(2.0, 100.0, 0.2), seed=0)
+    expected = [sum(ring.delay_ms(r["step"], i, n) for i, n in enumerate(r["bucket_bytes"]))
+                for r in records if r["rank"] == 0 and not r["warmup"]]
+    expected.sort()
+    assert summary["injected_ms_p50"] == pytest.approx(expected[len(expected) // 2], rel=0.05)
+    buckets = len(records[0]["bucket_bytes"])
+    assert summary["injected_ms_p50"] >= 2 * (4 - 1) * 2.0 * buckets
+
+
+def test_results_do_not_depend_on_the_headroom(default_runs):
+    """Host independence: D moves with reference_scale, device-time results must not."""
+    a = read_json(default_runs[1.25][0] / "summary.json")
+    b = read_json(default_runs[2.5][0] / "summary.json")
+    assert b["time_scale"] > 1.2 * a["time_scale"]  # calibration noise: not exactly 2x
+    assert a["step_ms"]["p50"] == pytest.approx(b["step_ms"]["p50"], rel=0.05)
+    assert a["efficiency"] == pytest.approx(b["efficiency"], rel=0.05)
+    assert a["slowdown"]["network"] == pytest.approx(b["slowdown"]["network"], rel=0.05)
+
+
+def test_compute_meets_the_device_model(default_runs):
+    run_dir, _ = default_runs[1.25]
+    meta = read_json(run_dir / "metadata.json")
+    rows = read_json(run_dir / "summary.json")["ranks"]
+    for row, info in zip(rows, meta["ranks"]):
+        assert info["device_times"]["regime"] == "launch-bound"  # the tiny model, on any GPU
+        assert row["compute_ms_p50"] == pytest.approx(info["device_times"]["compute_ms"], rel=0.03)
+
+
+def test_a_run_directory_serves_as_a_profile(out_root):
+    """Measured times of the profiled device replace the model; others are scaled like it."""
+    rc, measured_dir, output = run_hetbench(
+        out_root / "gpu", "cluster.groups=[{device:H100,count:2,site:a,floor_ms:20}]",
+        "network=rack", "train.steps=24", "train.warmup_steps=6")
+    assert rc == 0, output
+    measured = read_json(measured_dir / "summary.json")["ranks"][0]["compute_ms_p50"]
+    rc, run_dir, output = run_hetbench(
+        out_root / "emu", "cluster.groups=[{device:H100,count:1,site:a},{device:A100,count:1,site:a}]",
+        "network=rack", "train.steps=24", "train.warmup_steps=6", f"emulation.profile={measured_dir}")
+    assert rc == 0, output
+    ranks = read_json(run_dir / "metadata.json")["ranks"]
+    h100, a100 = (r["device_times"] for r in ranks)
+    assert h100["source"].startswith("profile:") and a100["source"].startswith("model scaled")
+    assert h100["compute_ms"] == pytest.approx(measured, rel=1e-9)
+    assert a100["compute_ms"] == pytest.approx(20.0 / 8.8 * 8.8, rel=0.05)  # model x measured/model
+    rows = read_json(run_dir / "summary.json")["ranks"]
+    assert rows[0]["compute_ms_p50"] == pytest.approx(measured, rel=0.03)
+
+
+def test_a_profile_of_another_model_is_refused_before_launch(out_root):
+    rc, measured_dir, output = run_hetbench(out_root / "gpu", "cluster=h100x2", "network=rack",
+                                            "train.steps=8", "train.warmup_steps=2")
+    assert rc == 0, output
+    rc, _, output = run_hetbench(out_root / "emu", "cluster=h100x2", "model.n_layer=2",
+                                 f"emulation.profile={measured_dir}")
+    assert rc == 2 and "model.n_layer" in output
