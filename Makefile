@@ -1,5 +1,5 @@
 # Every target sets itself up first (scripts/setup.sh: .venv, torch, hetbench).
-.PHONY: setup run test test-fast bench-overhead bench-fidelity
+.PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host
 
 setup:
 	@scripts/setup.sh
@@ -20,3 +20,6 @@ bench-overhead: setup
 
 bench-fidelity: setup
 	.venv/bin/python benchmarks/fidelity.py
+
+bench-host: setup
+	.venv/bin/python benchmarks/host_independence.py

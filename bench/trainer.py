@@ -71,7 +71,7 @@ class NoLink:
 
     def start_step(self, step: int) -> None: ...
 
-    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at: float):
+    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at):
         return fut
 
     def injected_ms(self) -> float:
@@ -97,8 +97,8 @@ class CommHook:
     def on_bucket(self, _state, bucket):
         tensor = bucket.buffer()
         handed = self.pacer.pad_bucket(tensor.numel())
-        # The last call of the step is this rank's t_ready: the emulated instant when pacing.
-        self.clock.mark("ready", at=handed if self.pacer.timeline else None)
+        handed = handed if self.pacer.timeline else None  # an emulated instant, or real time
+        self.clock.mark("ready", at=handed)  # the last call of the step is this rank's t_ready
         index, nbytes = len(self.bucket_bytes), tensor.numel() * tensor.element_size()
         self.bucket_bytes.append(nbytes)
         tensor.div_(self.world_size)

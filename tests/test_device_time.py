@@ -94,3 +94,16 @@ def test_a_profile_of_another_model_is_refused_before_launch(out_root):
     rc, _, output = run_hetbench(out_root / "emu", "cluster=h100x2", "model.n_layer=2",
                                  f"emulation.profile={measured_dir}")
     assert rc == 2 and "model.n_layer" in output
+
+
+def test_calibrate_prints_the_time_scale_this_machine_needs():
+    import subprocess
+
+    from conftest import HETBENCH
+
+    proc = subprocess.run([HETBENCH, "calibrate", "cluster=h100x2", "train.seq_len=32"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("rank ") == 2 and "batch + real all-reduce" in proc.stdout
+    scale = float(proc.stdout.strip().rsplit("emulation.time_scale=", 1)[1])
+    assert scale >= 1.0

@@ -111,3 +111,19 @@ def test_same_seed_gives_the_same_losses_with_emulation_on_and_off(out_root):
     assert all(r["pad_ms"] == 0 and r["injected_ms"] == 0 for r in off)
     key = lambda r: (r["rank"], r["step"])  # noqa: E731
     assert [r["loss"] for r in sorted(on, key=key)] == [r["loss"] for r in sorted(off, key=key)]
+
+
+def test_without_pacing_the_link_delays_after_the_real_transfer(out_root):
+    """What a real GPU run does (no emulated timeline): wall-clock time, the wire's delay starts
+    when the real transfer completes, so the exposed exchange is at least the formula."""
+    rc, run_dir, output = run_hetbench(
+        out_root, _groups((1, "a", 1.0), (1, "b", 1.0)), "emulation.compute=off",
+        "network.inter_site.latency_ms=5", "network.inter_site.jitter_ms=0", "train.steps=16",
+        "train.warmup_steps=4")
+    assert rc == 0, output
+    summary = read_json(run_dir / "summary.json")
+    assert summary["time_base"] == "wall" and summary["time_scale"] == 1.0
+    records = [r for r in read_records(run_dir) if not r["warmup"]]
+    for rec in records:
+        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 2, 5.0, 100.0, 0.0, 0))
+    assert np.median([r["transfer_ms"] - r["injected_ms"] for r in records]) >= 0.0

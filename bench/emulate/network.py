@@ -11,6 +11,10 @@ machine's own transfer (Gloo on loopback) runs inside that window and is not add
 transfer slower than the emulated one makes this machine late on the emulated timeline (see
 bench.emulate.compute: slack absorbs lag, and what it cannot absorb shows).
 
+On a real GPU (no emulated timeline) the host hands buckets over before the device has computed
+them, so there the wire starts when the real transfer completes, queued behind the previous
+bucket, as it did before device time existed.
+
 The release waits on a timer thread (off the autograd thread, so backward goes on). Waking that
 thread and finishing backward takes this machine a few ms under load; `released_at()` tells the
 trainer when the exchange ended on the emulated timeline, so that the step's `synced` mark is
@@ -59,9 +63,14 @@ class DelayedLink:
         with self._lock:
             return self._released
 
-    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at: float):
+    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at):
+        """`handed_at`: the emulated instant this rank handed the bucket over; None on a real
+        GPU, whose host-side hand-over precedes the device's, so the wire starts when the real
+        transfer completes instead."""
         wire_s = self.model.delay_ms(self.step, bucket_index, nbytes) * self.time_scale / 1000.0
         self._injected_ms += wire_s * 1000.0
+        if handed_at is None:
+            return self._after_real(fut, wire_s)
         handed = torch.tensor([handed_at + self.offset_s], dtype=torch.float64,
                               device=self._device)
         last = dist.all_reduce(handed, op=dist.ReduceOp.MAX, async_op=True).get_future()
@@ -86,6 +95,25 @@ class DelayedLink:
         timer = threading.Timer(max(0.0, wait), out.set_result, args=(grads,))
         timer.daemon = True
         timer.start()
+
+    def _after_real(self, fut, wire_s: float):
+        out = torch.futures.Future(devices=self._devices)
+
+        def release(done):
+            try:
+                grads = done.value()
+            except Exception as err:  # the real transfer failed: fail the wrapped future at once
+                out.set_exception(err)
+                return
+            with self._lock:  # serial wire: queue behind the previous bucket
+                self._wire_free_at = max(time.monotonic(), self._wire_free_at) + wire_s
+                wait = self._wire_free_at - time.monotonic()
+            timer = threading.Timer(max(0.0, wait), out.set_result, args=(grads,))
+            timer.daemon = True
+            timer.start()
+
+        fut.add_done_callback(release)
+        return out
 
     def describe(self) -> dict:
         return {"network": "on", "links_in_ring": [vars(link) for link in self.model.links],
