@@ -130,12 +130,12 @@ def test_pacer_does_not_pad_before_calibration():
     assert pacer.pad_ms() == 0.0
 
 
-def test_needed_scale_is_the_worst_phase_ratio_or_the_whole_step():
+def test_needed_scale_is_the_tightest_of_phases_and_exchange():
     device = PhaseTimes(2.0, 4.0, 0.5, "launch-bound", "model")
     assert needed_scale((6.0, 8.0, 1.0, 0.0), device) == pytest.approx(3.0)  # forward: 6 / 2
     assert needed_scale((2.0, 4.0, 2.0, 0.0), device) == pytest.approx(4.0)  # optimizer: 2 / 0.5
-    # the rest of a real step (batch, real all-reduce) must fit in the phases' slack
-    assert needed_scale((2.0, 4.0, 0.5, 13.0), device) == pytest.approx(19.5 / 6.5)
+    # the real all-reduce + optimizer + next forward must fit in optimizer + forward budgets
+    assert needed_scale((2.0, 4.0, 0.5, 5.0), device) == pytest.approx(7.5 / 2.5)
 
 
 def test_cuda_event_times_are_anchored_to_the_host_clock_after_the_sync():

@@ -68,7 +68,7 @@ def compute_distributions(run: Run, out: Path) -> Path:
         median = float(np.median(values))
         ax.text(median, r + 1 - 0.33, f"median {median:.1f} ms", ha="center", va="bottom",
                 fontsize=8, color="#d62728")
-    ax.set_xlabel("compute per step: forward + backward (ms)")
+    ax.set_xlabel(f"compute per step: forward + backward ({run.ms})")
     ax.set_title("Compute time per rank over measured steps: a box further right is a straggler")
     ax.set_xlim(left=0)
     return save(fig, out)
@@ -98,7 +98,7 @@ def waterfall(run: Run, parts: dict, out: Path) -> Path:
         sign = "" if kind == "total" else ("+" if value >= 0 else "")
         ax.text(i, top, f"{sign}{value:.1f} ms", ha="center", va="bottom", fontsize=10)
     ax.set_xticks(range(len(items)), [name for name, _, _ in items])
-    ax.set_ylabel("median step time (ms)")
+    ax.set_ylabel(f"median step time ({run.ms})")
     ax.set_ylim(0, max(v for _, v, k in items if k == "total") * 1.15)
     ax.set_title("Where the step time goes: from the ideal step to the measured one")
     return save(fig, out)

@@ -64,7 +64,7 @@ def timeline(run: Run, transients: list[dict], out: Path) -> Path:
             last_label = start
     ax.set_yticks(range(run.world_size), rank_labels(run))
     ax.set_ylim(run.world_size - 0.5, -0.75)
-    ax.set_xlabel(f"time since step {chosen[0]} started (ms, one clock for all ranks)")
+    ax.set_xlabel(f"time since step {chosen[0]} started ({run.ms}, one clock for all ranks)")
     ax.set_title(f"Steps {chosen[0]}-{chosen[-1]} rank by rank: red = waiting for the slowest rank")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.02 * (4 - min(run.world_size, 4))),
               ncol=7, frameon=False, fontsize=9)

@@ -62,6 +62,11 @@ class Run:
         return timebase.base_of(self.summary or self.metadata)
 
     @property
+    def ms(self) -> str:
+        """The unit of every time shown: 'device ms' for an emulated run, else 'ms'."""
+        return "device ms" if self.time_base == "device" else "ms"
+
+    @property
     def time_scale(self) -> float:
         return timebase.scale_of(self.summary or self.metadata)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench import sinks
 
 METRICS = (("efficiency", "efficiency (share of device time computing)"),
-           ("step_ms_p50", "step time p50 (ms)"))
+           ("step_ms_p50", "step time p50 (ms; device ms for emulated points)"))
 
 
 def main(sweep_dir: str) -> int:

@@ -183,11 +183,17 @@ def measure_host(trainer, passes: int) -> tuple[float, float, float, float]:
 
 
 def needed_scale(host_ms: tuple, device: PhaseTimes) -> float:
-    """The smallest D at which this host meets D x device time in every phase, and in the whole
-    step with its un-emulated rest (which the phases' slack must absorb)."""
+    """The smallest D at which this host keeps up with D x device time:
+      - in every phase (forward, backward, optimizer);
+      - from the last hand-over to the next forward's end: the un-emulated rest of a step (real
+        all-reduce, batch), the optimizer and the next forward must fit in the optimizer's and
+        the forward's budget even where the emulated wire takes no time (a fast link), since
+        backward's slack comes too late to help. (This also makes the whole step fit.)"""
+    fwd, bwd, opt, rest = host_ms
     dev = (device.fwd_ms, device.bwd_ms, device.opt_ms)
-    per_phase = max(h / d for h, d in zip(host_ms, dev))
-    return max(per_phase, sum(host_ms) / sum(dev))
+    per_phase = max(h / d for h, d in zip((fwd, bwd, opt), dev))
+    exchange = (rest + opt + fwd) / (device.opt_ms + device.fwd_ms)
+    return max(per_phase, exchange)
 
 
 def gather_needs(trainer, needed: float) -> list[float]:
