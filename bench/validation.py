@@ -1,0 +1,179 @@
+"""Validation of a composed config: one ConfigError per bad value, naming the key, the value and
+the fix, before any process starts."""
+from __future__ import annotations
+
+import os
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bench import hardware
+from bench.config import ConfigError, world_size
+
+
+def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None:
+    _validate_known_keys(cfg, "")
+    _validate_cluster(cfg, launched_world_size)
+    _validate_network(cfg)
+    _validate_train(cfg)
+    _validate_choices(cfg)
+    _validate_faults(cfg)
+    _validate_emulation(cfg)
+
+
+def _validate_known_keys(node: Any, prefix: str) -> None:
+    """A key added with `+key=...` that no schema declares is a typo: nothing would read it."""
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            _validate_known_keys(item, f"{prefix}[{i}]")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    known = [f.name for f in fields(schema)] if is_dataclass(schema) else None
+    for key in node.keys():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if known is not None and key not in known:
+            raise ConfigError(path, node[key],
+                              "unknown key (misspelt?); known keys here: " + ", ".join(known))
+        _validate_known_keys(node[key], path)
+
+
+def validate_devices(cfg: DictConfig) -> None:
+    """Checks that need torch (the driver calls this before starting torchrun)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.train.device == "cuda" and not cuda:
+        raise ConfigError("train.device", "cuda", "no CUDA device is visible here; use "
+                          "train.device=cpu (or auto) to emulate the cluster on CPU ranks")
+    uses_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and cuda)
+    if cfg.dist.backend == "nccl" and not uses_cuda:
+        raise ConfigError("dist.backend", "nccl", "NCCL needs CUDA devices; use dist.backend=gloo "
+                          "(or auto) for CPU ranks")
+
+
+def _validate_cluster(cfg: DictConfig, launched: Optional[int]) -> None:
+    groups = cfg.cluster.groups
+    if not groups:
+        raise ConfigError("cluster.groups", [], "list at least one {device, count, site} group")
+    for i, group in enumerate(groups):
+        if hardware.canonical_name(group.device) is None:
+            raise ConfigError(f"cluster.groups[{i}].device", group.device,
+                              "unknown device; known: " + ", ".join(hardware.known_names()))
+        if group.count < 1:
+            raise ConfigError(f"cluster.groups[{i}].count", group.count, "use a count of 1 or more")
+        for key in ("speed", "floor_ms"):
+            if group[key] is not None and group[key] <= 0:
+                raise ConfigError(f"cluster.groups[{i}].{key}", group[key], "use a positive number or null")
+        if group.efficiency is not None and not 0 < group.efficiency <= 1:
+            raise ConfigError(f"cluster.groups[{i}].efficiency", group.efficiency,
+                              "use achieved / peak FLOP/s, in (0, 1], or null for the default")
+    total = world_size(cfg)
+    arithmetic = " + ".join(f"{g.count} ({g.device})" for g in groups) + f" = {total}"
+    declared = cfg.cluster.world_size
+    if declared is not None and declared != total:
+        raise ConfigError("cluster.world_size", declared,
+                          f"the groups add up to {arithmetic}; make them agree")
+    if launched is not None and launched != total:
+        raise ConfigError("cluster.groups", arithmetic,
+                          f"torchrun started {launched} ranks (WORLD_SIZE); launch with "
+                          f"--nproc-per-node/--nnodes giving {total} ranks, or change the groups")
+
+
+def _validate_network(cfg: DictConfig) -> None:
+    for link in ("intra_site", "inter_site"):
+        spec = cfg.network[link]
+        for key in ("latency_ms", "jitter_ms"):
+            if spec[key] < 0:
+                raise ConfigError(f"network.{link}.{key}", spec[key], "use 0 or a positive number")
+        if spec.bandwidth_gbps is not None and spec.bandwidth_gbps <= 0:
+            raise ConfigError(f"network.{link}.bandwidth_gbps", spec.bandwidth_gbps,
+                              "use a positive number, or null for no limit")
+
+
+def _validate_train(cfg: DictConfig) -> None:
+    t = cfg.train
+    positive = {"steps": t.steps, "micro_batch": t.micro_batch, "seq_len": t.seq_len,
+                "log_every": t.log_every}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"train.{key}", value, "use a positive integer")
+    if t.warmup_steps < 0 or t.warmup_steps >= t.steps:
+        raise ConfigError("train.warmup_steps", t.warmup_steps,
+                          f"use 0 <= warmup_steps < train.steps ({t.steps}): warmup steps are "
+                          "excluded from every statistic, so some steps must remain")
+    if cfg.dist.timeout_s <= 0:
+        raise ConfigError("dist.timeout_s", cfg.dist.timeout_s, "use a positive number of seconds")
+    if cfg.emulation.calibration_steps < 1:
+        raise ConfigError("emulation.calibration_steps", cfg.emulation.calibration_steps, "use 1 or more")
+    if cfg.model.n_embd % cfg.model.n_head:
+        raise ConfigError("model.n_head", cfg.model.n_head,
+                          f"must divide model.n_embd ({cfg.model.n_embd})")
+    for key in ("vocab_size", "branching"):
+        if cfg.data[key] <= 0:
+            raise ConfigError(f"data.{key}", cfg.data[key], "use a positive integer")
+    if cfg.data.kind == "text" and not cfg.data.path:
+        raise ConfigError("data.path", None, "set data.path to a UTF-8 text file for data.kind=text")
+    if cfg.data.kind == "text" and not Path(cfg.data.path).is_file():
+        raise ConfigError("data.path", cfg.data.path,
+                          f"no such file (from {os.getcwd()}); point it at a UTF-8 text file")
+    if cfg.data.kind == "text" and Path(cfg.data.path).stat().st_size < max(1024, t.seq_len + 2):
+        raise ConfigError("data.path", cfg.data.path, f"the file is too short; use at least "
+                          f"{max(1024, t.seq_len + 2)} bytes of text (1 KiB, and train.seq_len + 2)")
+
+
+def _validate_choices(cfg: DictConfig) -> None:
+    choices = {
+        "emulation.compute": (cfg.emulation.compute, ("auto", "on", "off")),
+        "emulation.network": (cfg.emulation.network, ("auto", "off")),
+        "emulation.time": (cfg.emulation.time, ("device", "host")),
+        "emulation.precision": (cfg.emulation.precision, ("auto", "bf16", "fp16", "tf32", "fp32")),
+        "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
+        "dist.backend": (cfg.dist.backend, ("auto", "gloo", "nccl")),
+        "data.kind": (cfg.data.kind, ("markov", "text")),
+        "logger.wandb.mode": (cfg.logger.wandb.mode, ("offline", "online", "disabled")),
+        "strategy.name": (cfg.strategy.name, ("ddp",)),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(key, value, "use one of: " + ", ".join(allowed))
+
+
+def _validate_faults(cfg: DictConfig) -> None:
+    size = world_size(cfg)
+    for i, fault in enumerate(cfg.faults):
+        if fault.kind not in ("slow", "crash", "hang"):
+            raise ConfigError(f"faults[{i}].kind", fault.kind, "use slow, crash or hang")
+        if not 0 <= fault.rank < size:
+            raise ConfigError(f"faults[{i}].rank", fault.rank,
+                              f"the cluster has ranks 0..{size - 1}; aim the fault at one of them")
+        if fault.kind == "slow" and fault.ms <= 0:
+            raise ConfigError(f"faults[{i}].ms", fault.ms, "a slow fault needs ms > 0")
+        if fault.end_step is not None and fault.end_step <= fault.start_step:
+            raise ConfigError(f"faults[{i}].end_step", fault.end_step,
+                              f"must be after start_step ({fault.start_step}), or null")
+
+
+def _validate_emulation(cfg: DictConfig) -> None:
+    e = cfg.emulation
+    if e.reference_scale <= 0:
+        raise ConfigError("emulation.reference_scale", e.reference_scale,
+                          "use a positive headroom factor (1.25 is the default)")
+    if e.time_scale is not None and e.time_scale < 1:
+        raise ConfigError("emulation.time_scale", e.time_scale,
+                          "use 1 or more (device time is never faster than this machine), or null "
+                          "to calibrate it")
+    if e.precision != "auto":
+        for i, group in enumerate(cfg.cluster.groups):
+            spec = hardware.lookup(group.device)
+            if spec.peak_tflops(e.precision) is None:
+                raise ConfigError("emulation.precision", e.precision,
+                                  f"cluster.groups[{i}] ({spec.name}) has no {e.precision}; use auto "
+                                  "or a precision every device supports (fp16, fp32)")
+    if e.profile:
+        from bench import device_times
+
+        device_times.load_profile(e.profile, cfg, device_times.workload(cfg))
