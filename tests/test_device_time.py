@@ -107,3 +107,24 @@ def test_calibrate_prints_the_time_scale_this_machine_needs():
     assert proc.stdout.count("rank ") == 2 and "batch + real all-reduce" in proc.stdout
     scale = float(proc.stdout.strip().rsplit("emulation.time_scale=", 1)[1])
     assert scale >= 1.0
+
+
+def test_host_time_keeps_wall_clock_and_real_link_delays(out_root):
+    """emulation.time=host: pacing still stretches compute by D, links inject real ms, users read
+    wall-clock ms (time_base wall, time_scale 1)."""
+    rc, run_dir, output = run_hetbench(
+        out_root, "cluster.groups=[{device:H100,count:1,site:a},{device:H100,count:1,site:b}]",
+        "network.inter_site.latency_ms=4", "network.inter_site.jitter_ms=0", "emulation.time=host",
+        "train.steps=16", "train.warmup_steps=4")
+    assert rc == 0, output
+    summary = read_json(run_dir / "summary.json")
+    assert summary["time_base"] == "wall" and summary["time_scale"] == 1.0
+    ring = LinkModel(["a", "b"], Link(0.0, None, 0.0), Link(4.0, 100.0, 0.0), seed=0)
+    record = read_records(run_dir)[-1]
+    assert record["injected_ms"] == pytest.approx(sum(ring.allreduce_ms(n) for n in record["bucket_bytes"]))
+    meta = read_json(run_dir / "metadata.json")
+    assert meta["emulation"]["time_scale"] == 1.0  # what users read
+    dilation = meta["emulation"]["pacing_time_scale"]  # D still paces compute
+    assert dilation >= 1.0
+    device_ms = meta["ranks"][0]["device_times"]["compute_ms"]
+    assert summary["ranks"][0]["compute_ms_p50"] == pytest.approx(device_ms * dilation, rel=0.05)

@@ -149,7 +149,7 @@ class Pacer:
         scale = self.time_scale
         host = self.host_ms or (None, None, None, None)
         return {"compute": "on", "emulated_device": self.device_name,
-                "device_times": self.device.as_dict(), "time_scale": scale,
+                "device_times": self.device.as_dict(), "pacing_time_scale": scale,
                 "needed_scale_by_rank": self.needs, "timeline": self.timeline,
                 "host_fwd_ms": host[0], "host_bwd_ms": host[1], "host_opt_ms": host[2],
                 "host_rest_ms": host[3],
