@@ -39,7 +39,7 @@ class NoPacing:
     def start_step(self, step: int, now: float) -> float:
         return now
 
-    def resync(self) -> None: ...
+    def resync(self, start=None) -> None: ...
 
     def pad_forward(self) -> float:
         return time.monotonic()

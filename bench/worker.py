@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -112,9 +113,19 @@ class RankRun:
             self.pending.append(self.trainer.step(step))
             if (step + 1) % every == 0 or step == last:
                 window = self._gather_window()
-                self.pacer.resync()  # the gather is no step's: the next one starts afresh
+                self._align_next_step()
                 if progress:
                     _show_progress(progress, window, step, self.scale)
+
+    def _align_next_step(self) -> None:
+        """The gather is no step's time: the ranks agree on one instant (the last to get here,
+        plus a margin) at which the next emulated step starts, so it starts together."""
+        if not self.pacer.active:
+            return
+        offset = self.trainer.offset_s
+        latest = torch.tensor([time.monotonic() + offset], dtype=torch.float64, device=self.env.device)
+        dist.all_reduce(latest, op=dist.ReduceOp.MAX)
+        self.pacer.resync(float(latest.item()) - offset + ALIGN_MARGIN_S)
 
     def _gather_window(self) -> list[dict]:
         """One all-gather per window (never per step): attribute wait/transfer, write, keep.
@@ -210,6 +221,8 @@ class RankRun:
         """The device model's precision when emulating; real devices compute in fp32 for now."""
         return device_times.precision(self.cfg) if self.pacer.active else "fp32"
 
+
+ALIGN_MARGIN_S = 0.002  # lets every rank wake from the agreement before the common start
 
 # The numeric record fields every rank shares each window (bucket_bytes stays local).
 GATHERED = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s", "data_ms",

@@ -80,13 +80,17 @@ class Pacer:
         forward budget late (the lag is absorbed), else now."""
         self._numel_seen, self._pad_s, self._overrun_s, self._lag_s = 0, 0.0, 0.0, 0.0
         last = self._next_origin
+        if self.calibrated and last is not None and now < last:  # early: wait for the start
+            time.sleep(last - now)
+            now = last
         late = self.calibrated and last is not None and 0.0 <= now - last <= self.target_fwd_s
         self._origin = last if late else now
         return self._origin
 
-    def resync(self) -> None:
-        """The next step starts when it starts (after a pause that is not part of any step)."""
-        self._next_origin = None
+    def resync(self, start=None) -> None:
+        """After a pause that is no step's (a gather of records): the next step starts at
+        `start` (an instant the ranks agreed on), or when it starts."""
+        self._next_origin = start
 
     def _pad_until(self, deadline: float) -> float:
         """Sleep until `deadline`; the emulated instant the phase ended (later if overrun)."""
