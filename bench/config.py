@@ -67,7 +67,7 @@ class EmulationConfig:
     network: str = "auto"
     """auto: inject link delay whenever a link has latency, bandwidth or jitter; off to disable."""
     calibration_steps: int = 6
-    """Steps timed at start to agree on the reference compute time (not counted in warmup)."""
+    """Passes of each phase timed at start to agree on the time dilation D (not counted in warmup)."""
     reference_scale: float = 1.25
     """Headroom on the time dilation D: D = reference_scale x the smallest factor at which every
     rank's host meets D x its device time. >1 leaves room for a busy, oversubscribed core. It

@@ -72,7 +72,11 @@ def load_profile(path: str, cfg, work: devices.Workload) -> dict:
 
     _check_same_workload(path, OmegaConf.load(cfg_path), cfg)
     meta = sinks.read_json(meta_path)
-    theirs = (meta.get("emulation") or {}).get("precision")
+    emu = meta.get("emulation") or {}
+    if emu.get("compute") == "on" and timebase.base_of(meta) != timebase.DEVICE:
+        raise ConfigError("emulation.profile", path, "that run was paced but reports wall time "
+                          "(emulation.time=host); profile a real GPU run or a device-time run")
+    theirs = emu.get("precision")
     if theirs and theirs != work.precision:
         raise ConfigError("emulation.profile", path,
                           f"that run computed in {theirs}, this one models {work.precision}; set "

@@ -71,8 +71,12 @@ def calibrate(cfg, overrides: list[str], run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
     env = dict(worker_env(cfg, run_dir.name, run_dir), HETBENCH_CALIBRATE_ONLY="1")
-    proc = subprocess.run(torchrun_command(cfg, overrides + ["logger=none"]), env=env,
-                          capture_output=True, text=True)
+    timeout = float(cfg.dist.timeout_s) + 300  # start-up and a few passes; a hung rank fails it
+    try:
+        proc = subprocess.run(torchrun_command(cfg, overrides + ["logger=none"]), env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"calibration did not finish in {timeout:.0f} s") from None
     path = run_dir / "calibration.json"
     if proc.returncode != 0 or not path.exists():
         raise RuntimeError(f"calibration failed (torchrun exit status {proc.returncode}):\n"
@@ -93,10 +97,20 @@ def needed_scale(cfg, calibration: dict) -> float:
 def calibrate_main(overrides: list[str]) -> int:
     """`hetbench calibrate`: the D this machine needs for a config, to pin with
     emulation.time_scale=<D> across runs that must share one time base."""
+    from bench.sweep import paces
+
     cfg = config_mod.compose(overrides)
     config_mod.validate_devices(cfg)
+    if not paces(cfg):
+        raise config_mod.ConfigError("emulation.compute", cfg.emulation.compute,
+                                     "nothing is paced here (real GPUs, or compute off), so there "
+                                     "is no time dilation to calibrate; emulate on CPU ranks")
     with tempfile.TemporaryDirectory() as tmp:
-        result = calibrate(cfg, overrides, Path(tmp) / "calibration")
+        try:
+            result = calibrate(cfg, overrides, Path(tmp) / "calibration")
+        except RuntimeError as err:
+            print(f"hetbench calibrate: error: {err}", file=sys.stderr)
+            return 1
     need = needed_scale(cfg, result)
     scale = max(1.0, need * cfg.emulation.reference_scale)
     for rank, host in enumerate(result["host_ms"]):

@@ -69,7 +69,7 @@ def percentiles(values) -> dict:
 
 
 def expected_scores(speeds: list[Optional[float]]) -> list[Optional[float]]:
-    """Score a rank should have from catalog speeds: speed / fastest speed (None if unknown)."""
+    """Score a rank should have from its device times: speed / fastest speed (None if unknown)."""
     if not speeds or any(s is None for s in speeds):
         return [None] * len(speeds)
     top = max(speeds)

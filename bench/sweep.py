@@ -186,7 +186,7 @@ def share_time_scale(p: Plan) -> None:
     was swept, not by calibration noise. D = headroom x the largest need over all points, from
     one calibration job per distinct host load (world size, model, batch). Kept in the sweep
     directory, so that a resumed sweep keeps its D."""
-    paced = [i for i, cfg in enumerate(p.configs) if _paces(cfg)]
+    paced = [i for i, cfg in enumerate(p.configs) if paces(cfg)]
     if not paced or any(p.configs[i].emulation.time_scale is not None for i in paced):
         return  # nothing paced, or the user pinned D
     path = p.sweep_dir / TIME_SCALE_FILE
@@ -200,7 +200,8 @@ def share_time_scale(p: Plan) -> None:
           f"(emulated device ms = host ms / {doc['time_scale']:.2f})", flush=True)
 
 
-def _paces(cfg) -> bool:
+def paces(cfg) -> bool:
+    """Whether this config's ranks are paced (emulated), as bench.emulate decides on the ranks."""
     import torch
 
     from bench.emulate import pacing_enabled
@@ -361,7 +362,8 @@ def write_tables(p: Plan, rows: list[dict]) -> None:
     keys = swept_keys(p.points)
     doc = {"schema_version": SWEEP_SCHEMA_VERSION, "sweep_id": p.sweep_id,
            "swept_keys": keys, "points_total": len(p.points), "time_scale": p.time_scale,
-           "time_base": "device" if p.time_scale else None, "points": rows}
+           "time_base": next((r["time_base"] for r in rows if r.get("time_base")), None),
+           "points": rows}
     sinks.write_json_atomic(p.sweep_dir / "sweep.json", doc)
     _write_text_atomic(p.sweep_dir / "sweep.csv", _csv_text(rows, keys))
 

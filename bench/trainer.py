@@ -182,6 +182,10 @@ class Trainer:
         self._sync()
         return time.monotonic() - t0
 
+    def drop_calibration_state(self) -> None:
+        """The shadow optimizer and gradient stand-in cost ~5x the parameters: free them."""
+        self._shadow_opt = self._grad_buffer = None
+
     def _sync(self) -> None:
         if self.env.device.type == "cuda":
             torch.cuda.synchronize()  # sync point: calibration only, never in the step loop

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import hardware
+from bench.costs import devices
 from bench.config import ConfigError, world_size
 
 
@@ -130,7 +131,7 @@ def _validate_choices(cfg: DictConfig) -> None:
         "emulation.compute": (cfg.emulation.compute, ("auto", "on", "off")),
         "emulation.network": (cfg.emulation.network, ("auto", "off")),
         "emulation.time": (cfg.emulation.time, ("device", "host")),
-        "emulation.precision": (cfg.emulation.precision, ("auto", "bf16", "fp16", "tf32", "fp32")),
+        "emulation.precision": (cfg.emulation.precision, ("auto", *devices.PRECISIONS)),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "dist.backend": (cfg.dist.backend, ("auto", "gloo", "nccl")),
         "data.kind": (cfg.data.kind, ("markov", "text")),

@@ -207,7 +207,7 @@ class RankRun:
             "entropy_floor": self.trainer and self.trainer.language.entropy_floor,
             "emulation": {**self.pacer.describe(), **self.link.describe(),
                           "time_base": self.time_base, "time_scale": self.scale,
-                          "precision": self._precision()},
+                          "precision": self._precision(), "device_model": self._device_model()},
             "network": config_mod.to_container(self.cfg.network),
             "env": sinks.allowed_env(),
             "start_time": self.started,
@@ -216,6 +216,11 @@ class RankRun:
         if error:
             meta["error"] = error
         sinks.write_json_atomic(self.run_dir / "metadata.json", meta)
+
+    def _device_model(self) -> list[dict]:
+        """The device model's defaults and their sources for every device of this run."""
+        names = sorted({r["emulated_device"] or r["device"] for r in self.ranks})
+        return [devices.describe_defaults(n, self._precision()) for n in names if lookup(n)]
 
     def _precision(self) -> str:
         """The device model's precision when emulating; real devices compute in fp32 for now."""

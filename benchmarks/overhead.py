@@ -90,7 +90,9 @@ class Bare:
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model, trainer.language.vocab_size, cfg.train.seq_len)
         self.ddp = DDP(model, bucket_cap_mb=cfg.strategy.bucket_cap_mb)
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+        from bench.trainer import make_optimizer
+
+        self.opt = make_optimizer(model.parameters(), cfg.train.lr)  # the same as hetbench's
         self.batches = trainer.batches
 
     def run(self, steps) -> None:

@@ -109,16 +109,19 @@ def test_optimizer_ends_d_times_its_device_time_after_the_exchange():
     assert pacer.lag_ms() == pytest.approx(85.0, abs=3.0)
 
 
-def test_the_next_step_starts_where_the_last_ended_when_only_a_little_late():
+def test_the_next_step_starts_where_the_last_ended_so_lag_is_never_dropped():
     pacer = _pacer(10.0, 10.0, scale=2.0, opt_ms=1.0)  # forward budget 20 ms
     end = pacer.pad_optimizer(time.monotonic())
-    assert pacer.start_step(1, end + 0.005) == end  # 5 ms late: absorbed
+    assert pacer.start_step(1, end + 0.005) == end  # 5 ms late: the forward's slack takes it
     end = pacer.pad_optimizer(time.monotonic())
-    assert pacer.start_step(2, end + 0.050) == end + 0.050  # 50 ms late: a fresh start
-    pacer.pad_optimizer(time.monotonic())
-    pacer.resync()
-    now = time.monotonic()
-    assert pacer.start_step(3, now) == now
+    time.sleep(0.050)
+    assert pacer.start_step(2, time.monotonic()) == end  # 50 ms late: still the timeline's start...
+    assert pacer.pad_forward() == pytest.approx(time.monotonic(), abs=0.002)  # ...so it overruns
+    assert pacer.overrun_ms() == pytest.approx(30.0, abs=3.0)
+    agreed = time.monotonic() + 0.010
+    pacer.resync(agreed)  # after a gather: the start the ranks agreed on
+    assert pacer.start_step(3, time.monotonic()) == agreed
+    assert time.monotonic() == pytest.approx(agreed, abs=0.002)  # waited for it
 
 
 def test_pacer_does_not_pad_before_calibration():

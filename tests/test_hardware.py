@@ -1,4 +1,4 @@
-"""The GPU catalog: required devices, aliases, pacing speed, unknowns, driver names."""
+"""The GPU catalog: required devices, aliases, peaks, unknowns, driver names."""
 from __future__ import annotations
 
 import pytest

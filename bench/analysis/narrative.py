@@ -38,7 +38,7 @@ def rank_sentences(run: Run, analysis: dict) -> list[str]:
     for row in analysis["stragglers"]:
         if row["flagged"]:
             expected = "" if row["expected_score"] is None or row["anomalous"] else (
-                f", as its device's catalog speed predicts ({row['expected_score']:.2f})")
+                f", as its device's modelled time predicts ({row['expected_score']:.2f})")
             out.append(f"{run.label(row['rank'])} is flagged as a straggler: score "
                        f"{row['relative_score']:.2f} is under the threshold {run.threshold:.2f}"
                        f"{expected}.")

@@ -2,7 +2,7 @@
 who arrived last.
 
   relative_score_r = min_k median(compute_k) / median(compute_r)      (bench.metrics.rank_rows)
-  expected_score_r = speed_r / max_k speed_k        (catalog speeds; null when any is unknown)
+  expected_score_r = speed_r / max_k speed_k        (device-model speeds; null when any is unknown)
   flagged          = relative_score < straggler_threshold (config.yaml, default 0.75)
   anomalous        = relative_score < ANOMALY_RATIO * expected_score  (false when expected is null)
   last_arrivals    = measured steps in which t_ready_r == max_k t_ready_k (ties count for each

@@ -34,7 +34,6 @@ from typing import Optional
 from bench import hardware
 
 PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
-AUTOCAST = ("bf16", "fp16")
 
 # Launch floor per transformer layer, forward + backward, eager PyTorch 2.11 on one H200
 # (world size 1, measured for this project). fp32: tiny model (4 layers) micro_batch 2 x seq 64,
@@ -174,7 +173,7 @@ def phase_times(device: str, work: Workload, efficiency: Optional[float] = None,
 
 
 def describe_defaults(device: str, precision: str) -> dict:
-    """What the model assumes for a device, with sources (for metadata and the README)."""
+    """What the model assumes for a device, with its sources (metadata.json emulation.device_model)."""
     key = hardware.canonical_name(device)
     eff = DEFAULTS[key]
     return {"device": key, "precision": precision, "peak_tflops": peak_tflops(key, precision),

@@ -39,7 +39,9 @@ def build(cfg, env, total_numel: int):
     if cfg.emulation.network != "off":
         model = network.LinkModel([r["site"] for r in table], _link(cfg.network.intra_site),
                                   _link(cfg.network.inter_site), cfg.train.seed)
-        if model.active:
+        # Ideal links still get the emulated exchange on a paced (timeline) rank: it ends at the
+        # last hand-over, and the real loopback transfer rides in the slack instead of the step.
+        if model.active or getattr(pacer, "timeline", False):
             link = network.DelayedLink(model, env.device)
     return pacer, link
 
@@ -57,6 +59,7 @@ def calibrate(pacer, link, faults, trainer, cfg) -> float:
     scale = compute.calibrate(pacer, trainer, e.calibration_steps, e.reference_scale, e.time_scale)
     world_scale = scale if e.time == "device" else 1.0
     link.time_scale = faults.time_scale = world_scale
+    trainer.drop_calibration_state()
     return world_scale
 
 
@@ -69,20 +72,21 @@ def summary_section(records, ranks, pacer, link, scale: float) -> dict:
     are in the reported time base (device ms when dilated)."""
     section = {**pacer.describe(), **link.describe()}
     if pacer.active and pacer.time_scale is not None:
-        section["pacing"] = [_pacing_row(records, info, pacer.time_scale / scale) for info in ranks]
+        section["pacing"] = [_pacing_row(records, info, pacer.time_scale / scale, scale)
+                             for info in ranks]
         section["host_share"] = host_share(records, ranks, pacer.time_scale / scale)
         lags = [r.get("lag_ms", 0.0) for r in records if not r["warmup"]]
         section["lag_ms_p50"] = float(np.median(lags)) if lags else None
     return section
 
 
-def _pacing_row(records, info, extra_scale: float) -> dict:
+def _pacing_row(records, info, extra_scale: float, scale: float) -> dict:
     """target_compute_ms in the reported time base: the device's compute time (x D / scale,
-    which is 1 in device time and D in host time)."""
+    which is 1 in device time and D in host time). `scale` turns reported ms back into host ms."""
     target = info["device_times"]["compute_ms"] * extra_scale
     mine = [r for r in records if r["rank"] == info["rank"] and not r["warmup"]]
     compute_ms = float(np.median([r["fwd_ms"] + r["bwd_ms"] for r in mine])) if mine else None
-    late = [r for r in mine if r.get("overrun_ms", 0.0) * extra_scale > 0.5]  # host ms: sleep granularity
+    late = [r for r in mine if r.get("overrun_ms", 0.0) * scale > 0.5]  # host ms: sleep granularity
     return {"rank": info["rank"], "target_compute_ms": target, "compute_ms_p50": compute_ms,
             "excess": None if compute_ms is None else compute_ms / target - 1.0,
             "steps_overrun_share": len(late) / len(mine) if mine else 0.0}
@@ -114,11 +118,24 @@ def warnings(summary: dict) -> list[str]:
                 f"{row['excess']:.1%} over its pacing target {row['target_compute_ms']:.2f} ms "
                 f"(real compute overran in {row['steps_overrun_share']:.0%} of steps), so it ran "
                 "slower than the device it emulates. Fix: fewer ranks on this machine, a smaller "
-                "model or batch, or more headroom (emulation.reference_scale=2.0).")
+                "model or batch, or more headroom (emulation.reference_scale=2.0, or a larger "
+                "emulation.time_scale where it is pinned; `hetbench calibrate` prints the need).")
     share = emu.get("host_share")
     if share is not None and share > HOST_SHARE_WARN:
         lines.append(
             f"this machine's own costs (real transfer, optimizer overrun, Python) are {share:.1%} "
             "of the device step, which the emulated cluster would not pay. Fix: more time "
-            "dilation (emulation.reference_scale=2.5), or fewer ranks on this machine.")
+            "dilation (emulation.reference_scale=2.5, or a larger emulation.time_scale where it "
+            "is pinned), or fewer ranks on this machine.")
+    lines += _pinned_too_small(emu)
     return lines
+
+
+def _pinned_too_small(emu: dict) -> list[str]:
+    """A pinned time_scale (a sweep's, or the user's) below what this machine measured it needs."""
+    scale, needs = emu.get("pacing_time_scale"), emu.get("needed_scale_by_rank")
+    if not scale or not needs or max(needs) <= scale:
+        return []
+    return [f"time_scale {scale:.2f} is below the {max(needs):.2f} this machine measured it needs "
+            "to keep up, so expect overruns. Fix: emulation.time_scale=null (calibrate), or pin "
+            f"at least {max(needs) * 1.25:.2f}."]

@@ -1,10 +1,11 @@
 """Compute pacing in dilated time: each rank's forward, backward and optimizer step take
 D x their emulated device's time (bench.device_times), D being the run's one time dilation.
 
-Calibration: every rank times a few forward and backward passes and optimizer steps on this
-machine (host time h), compares them with its device's times d, and the ranks agree on
-D = reference_scale x max over ranks and phases of h / d (at least 1): the smallest factor at
-which every rank's host can meet D x its device time, with headroom. A fixed
+Calibration: every rank times a few forward and backward passes, optimizer steps and the rest
+of a real step (batch, real all-reduce) on this machine (host time h), compares them with its
+device's times d, and the ranks agree on D = reference_scale x max over ranks of needed_scale
+(each phase's h / d, and the exchange segment's; at least 1): the smallest factor at which every
+rank's host can keep up with D x its device time, with headroom. A fixed
 `emulation.time_scale` (a sweep's shared D) skips the agreement but still measures h, so that a
 D too small for this machine shows up as overrun.
 
@@ -46,7 +47,7 @@ class Pacer:
         self.device_name = device_name
         self.timeline = timeline
         self.time_scale = None  # D, set by calibrate(); no padding before
-        self.host_ms = None  # this rank's calibrated host (fwd, bwd, opt) medians
+        self.host_ms = None  # this rank's calibrated host (fwd, bwd, opt, rest) medians
         self.needs = None  # every rank's smallest feasible D, from calibration
         self._next_origin = None  # where the next step starts: the last step's emulated end
         self._origin = self._bwd_origin = 0.0
@@ -76,16 +77,18 @@ class Pacer:
         return self.time_scale is not None
 
     def start_step(self, step: int, now: float) -> float:
-        """The step's emulated start: the last step's end if this machine is at most one
-        forward budget late (the lag is absorbed), else now."""
+        """The step's emulated start: where the last step ended (or the start the ranks agreed
+        on after a gather). A machine that is late there carries its lag into this step's
+        forward: absorbed by its slack, or shown as overrun; never dropped."""
         self._numel_seen, self._pad_s, self._overrun_s, self._lag_s = 0, 0.0, 0.0, 0.0
         last = self._next_origin
-        if self.calibrated and last is not None and now < last:  # early: wait for the start
+        if not (self.timeline and self.calibrated and last is not None):
+            self._origin = now
+            return now
+        if now < last:  # early: wait for the agreed start
             time.sleep(last - now)
-            now = last
-        late = self.calibrated and last is not None and 0.0 <= now - last <= self.target_fwd_s
-        self._origin = last if late else now
-        return self._origin
+        self._origin = last
+        return last
 
     def resync(self, start=None) -> None:
         """After a pause that is no step's (a gather of records): the next step starts at

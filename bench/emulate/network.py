@@ -45,12 +45,15 @@ class DelayedLink:
         self.offset_s = 0.0  # this rank's clock offset to rank 0 (set at start)
         self._injected_ms = 0.0
         self._released = None  # local instant the step's last bucket was released (emulated)
+        self._arrived: dict = {}  # bucket index -> (grads, last hand-over, out, wire_s)
+        self._next_bucket = 0  # the wire serves buckets in index order, as every rank must
         self._lock = threading.Lock()
         self._wire_free_at = 0.0  # aligned time at which the emulated wire is idle again
 
     def start_step(self, step: int) -> None:
         with self._lock:
             self.step, self._injected_ms, self._released = step, 0.0, None
+            self._arrived, self._next_bucket = {}, 0
 
     def injected_ms(self) -> float:
         return self._injected_ms
@@ -76,25 +79,39 @@ class DelayedLink:
         last = dist.all_reduce(handed, op=dist.ReduceOp.MAX, async_op=True).get_future()
         out = torch.futures.Future(devices=self._devices)
         both = torch.futures.collect_all([fut, last])
-        both.add_done_callback(lambda done: self._release_later(done, out, wire_s))
+        both.add_done_callback(lambda done: self._arrive(done, bucket_index, out, wire_s))
         return out
 
-    def _release_later(self, done, out, wire_s: float) -> None:
+    def _arrive(self, done, index: int, out, wire_s: float) -> None:
+        """A bucket's real transfer and hand-over agreement are done. Collectives may complete
+        out of order (Gloo has several worker threads), so buckets are put on the wire in index
+        order: every rank then computes the same release instants."""
         try:
             grads, last = (f.value() for f in done.value())
             last_handed = float(last[0].item())  # aligned clock
         except Exception as err:  # the real transfer failed: fail the wrapped future at once
             out.set_exception(err)
             return
-        with self._lock:  # serial wire: starts at the last hand-over or when the wire is free
-            start = max(last_handed, self._wire_free_at)
-            self._wire_free_at = start + wire_s
-            release = self._wire_free_at - self.offset_s
-            self._released = max(self._released or 0.0, release)
-            wait = release - time.monotonic()
-        timer = threading.Timer(max(0.0, wait), out.set_result, args=(grads,))
-        timer.daemon = True
-        timer.start()
+        with self._lock:
+            self._arrived[index] = (grads, last_handed, out, wire_s)
+            releases = []
+            while self._next_bucket in self._arrived:
+                releases.append(self._on_wire(*self._arrived.pop(self._next_bucket)))
+                self._next_bucket += 1
+        for out_i, grads_i, release in releases:
+            timer = threading.Timer(max(0.0, release - time.monotonic()), out_i.set_result,
+                                    args=(grads_i,))
+            timer.daemon = True
+            timer.start()
+
+    def _on_wire(self, grads, last_handed: float, out, wire_s: float):
+        """Serial wire (caller holds the lock): the transfer starts at the last hand-over or
+        when the wire is free, whichever is later; returns (out, grads, local release)."""
+        start = max(last_handed, self._wire_free_at)
+        self._wire_free_at = start + wire_s
+        release = self._wire_free_at - self.offset_s
+        self._released = max(self._released or 0.0, release)
+        return out, grads, release
 
     def _after_real(self, fut, wire_s: float):
         out = torch.futures.Future(devices=self._devices)
@@ -116,6 +133,7 @@ class DelayedLink:
         return out
 
     def describe(self) -> dict:
-        return {"network": "on", "links_in_ring": [vars(link) for link in self.model.links],
+        return {"network": "on" if self.model.active else "ideal (exchange on the emulated timeline)",
+                "links_in_ring": [vars(link) for link in self.model.links],
                 "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter)",
                 "link_time_scale": self.time_scale}
