@@ -107,12 +107,16 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="world size 4 only, latency 0 and 20")
     ap.add_argument("--keep", type=Path, help="keep the run directories here (default: a temp dir)")
     ap.add_argument("--worlds", default=None, help="comma list of world sizes (default 4,8)")
+    ap.add_argument("--latencies", default=None, help="comma list of inter-site latencies in ms "
+                                                       "(default 0,5,20; --quick: 0,20)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     common = [f"train.steps={args.steps}", "train.warmup_steps=8", "train.micro_batch=2",
               "train.seq_len=64", *args.overrides]
     worlds = [int(w) for w in args.worlds.split(",")] if args.worlds else ([4] if args.quick else [4, 8])
     latencies = [0.0, 20.0] if args.quick else [0.0, 5.0, 20.0]
+    if args.latencies:
+        latencies = [float(v) for v in args.latencies.split(",")]
     errors, started = [], time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
