@@ -242,6 +242,7 @@ def run_sweep(overrides: list[str]) -> int:
         share_time_scale(p)
     except RuntimeError as err:  # the calibration job failed: no point could run either
         print(f"hetbench: sweep {p.sweep_id}: error: {err}", flush=True)
+        write_tables(p, [_not_run(p, point, f"not run: {err}") for point in p.points])
         return 1
     n = len(p.points)
     print(f"hetbench: sweep {p.sweep_id}: {n} points over "
@@ -281,6 +282,13 @@ def run_point(p: Plan, point: Point, cfg, clock: "Clock") -> dict:
     status = "ok" if rc == 0 and finished_ok(run_dir) else "failed"
     print(f"{label}: {status} in {_fmt_s(elapsed)}; {clock.eta_text()}", flush=True)
     return row_for(point, run_id, run_dir, status, elapsed, reused=False)
+
+
+def _not_run(p: Plan, point: Point, reason: str) -> dict:
+    row = row_for(point, run_id_of(p.sweep_id, point), p.sweep_dir / point.name, "failed", None,
+                  reused=False)
+    row["error"] = reason
+    return row
 
 
 def finished_ok(run_dir: Path) -> bool:

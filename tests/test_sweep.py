@@ -86,6 +86,20 @@ def test_unsweepable_input_is_a_config_error(args):
         sweep.plan(["cluster=h100x2", *args])
 
 
+def test_a_failed_calibration_fails_every_point_on_record(tmp_path, monkeypatch, capsys):
+    """The sweep's shared time scale could not be measured: nothing runs, and the tables say why."""
+    def broken(cfg, overrides, run_dir):
+        raise RuntimeError("calibration failed (torchrun exit status 1)")
+
+    monkeypatch.setattr(sweep.driver, "calibrate", broken)
+    rc = sweep.run_sweep(["cluster=h100x2", "network.inter_site.latency_ms=0,5", "sweep_id=cal",
+                          f"out_root={tmp_path}", "logger=none"])
+    assert rc == 1 and "calibration failed" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "cal" / "sweep.json").read_text())
+    assert [p["status"] for p in doc["points"]] == ["failed", "failed"]
+    assert all("calibration failed" in p["error"] for p in doc["points"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Real sweeps (torchrun, 2 Gloo ranks per point).
 
