@@ -2,6 +2,7 @@
 finish that always leaves what was measured on disk."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import platform
@@ -120,7 +121,7 @@ class RankRun:
     def _align_next_step(self) -> None:
         """The gather is no step's time: the ranks agree on one instant (the last to get here,
         plus a margin) at which the next emulated step starts, so it starts together."""
-        if not self.pacer.active:
+        if not self.pacer.timeline:  # wall-clock marks (real GPUs) have no timeline to align
             return
         offset = self.trainer.offset_s
         latest = torch.tensor([time.monotonic() + offset], dtype=torch.float64, device=self.env.device)
@@ -187,9 +188,8 @@ class RankRun:
         host = [None] * self.env.world_size
         dist.all_gather_object(host, self.pacer.host_ms)
         if self.is_main:
-            sinks.write_json_atomic(self.run_dir / "calibration.json", {
-                "world_size": self.env.world_size, "host_ms": host,
-                "time_scale": self.pacer.time_scale if self.pacer.active else None})
+            sinks.write_json_atomic(self.run_dir / "calibration.json",
+                                    {"world_size": self.env.world_size, "host_ms": host})
 
     def _write_metadata(self, status: str, error: str | None = None) -> None:
         env, model = self.env, self.trainer and self.trainer.model
@@ -250,8 +250,7 @@ def _real_device_times(cfg, real: dict):
     computes on real devices for now); None for a CPU or an unknown device."""
     if not lookup(real["catalog"]):
         return None
-    work = device_times.workload(cfg)
-    work = devices.Workload(work.flops_per_token, work.tokens, work.n_layer, work.n_params, "fp32")
+    work = dataclasses.replace(device_times.workload(cfg), precision="fp32")
     return devices.phase_times(real["catalog"], work)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import config as config_mod
-from bench import device_times, timebase
+from bench import device_times, metrics, timebase
 from bench.emulate import compute, network
 from bench.trainer import NoLink, NoPacing
 
@@ -96,8 +96,6 @@ def host_share(records, ranks, extra_scale: float):
     """Median share of the step that the emulation did not model: T minus the slowest rank's
     compute, the injected link delay and the modelled optimizer step, over T. Exact for one
     gradient bucket; with several, link delay that overlaps backward makes it an underestimate."""
-    from bench import metrics
-
     opt = max(info["device_times"]["opt_ms"] for info in ranks) * extra_scale
     steps = metrics.complete_steps(records, len(ranks))
     shares = []

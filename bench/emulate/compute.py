@@ -32,12 +32,12 @@ class Pacer:
     """Pads each phase to its target and says at which *emulated instant* it ended.
 
     On CPU ranks (`timeline`), the step's marks are those instants, not the clock read after a
-    sleep: the emulated step starts where the previous one ended (when this machine is only a
-    little late, its lag is absorbed by the forward's slack, as sampling the batch is: a device
-    has its batch prefetched), forward ends at start + D x fwd, bucket i at the backward origin
-    + D x bwd x share, the optimizer at the exchange's end + D x opt. A phase whose real work
-    ran past its instant ends when the work did (overrun), so a machine that cannot keep up
-    shows, in the step and in `overrun_ms`."""
+    sleep: the emulated step starts where the previous one ended (this machine's lag there, like
+    sampling the batch, which a device has prefetched, rides in the forward's slack), forward
+    ends at start + D x fwd, bucket i at the backward origin + D x bwd x share, the optimizer at
+    the exchange's end + D x opt. A phase whose real work ran past its instant ends when the
+    work did (overrun), so a machine that cannot keep up shows, in the step and in
+    `overrun_ms`."""
 
     active = True
 
@@ -160,9 +160,9 @@ class Pacer:
                 "needed_scale_by_rank": self.needs, "timeline": self.timeline,
                 "host_fwd_ms": host[0], "host_bwd_ms": host[1], "host_opt_ms": host[2],
                 "host_rest_ms": host[3],
-                "target_fwd_ms": _ms(scale and self.target_fwd_s),
-                "target_bwd_ms": _ms(scale and self.target_bwd_s),
-                "target_opt_ms": _ms(scale and self.target_opt_s)}
+                "target_fwd_host_ms": _ms(scale and self.target_fwd_s),
+                "target_bwd_host_ms": _ms(scale and self.target_bwd_s),
+                "target_opt_host_ms": _ms(scale and self.target_opt_s)}
 
 
 def _ms(seconds):

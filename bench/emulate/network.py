@@ -99,10 +99,7 @@ class DelayedLink:
                 releases.append(self._on_wire(*self._arrived.pop(self._next_bucket)))
                 self._next_bucket += 1
         for out_i, grads_i, release in releases:
-            timer = threading.Timer(max(0.0, release - time.monotonic()), out_i.set_result,
-                                    args=(grads_i,))
-            timer.daemon = True
-            timer.start()
+            _complete_at(out_i, grads_i, release)
 
     def _on_wire(self, grads, last_handed: float, out, wire_s: float):
         """Serial wire (caller holds the lock): the transfer starts at the last hand-over or
@@ -124,10 +121,8 @@ class DelayedLink:
                 return
             with self._lock:  # serial wire: queue behind the previous bucket
                 self._wire_free_at = max(time.monotonic(), self._wire_free_at) + wire_s
-                wait = self._wire_free_at - time.monotonic()
-            timer = threading.Timer(max(0.0, wait), out.set_result, args=(grads,))
-            timer.daemon = True
-            timer.start()
+                release = self._wire_free_at
+            _complete_at(out, grads, release)
 
         fut.add_done_callback(release)
         return out
@@ -137,3 +132,10 @@ class DelayedLink:
                 "links_in_ring": [vars(link) for link in self.model.links],
                 "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter)",
                 "link_time_scale": self.time_scale}
+
+
+def _complete_at(out, value, instant: float) -> None:
+    """Complete `out` with `value` at local monotonic `instant`, on a timer thread."""
+    timer = threading.Timer(max(0.0, instant - time.monotonic()), out.set_result, args=(value,))
+    timer.daemon = True
+    timer.start()
