@@ -1,5 +1,5 @@
 # Every target sets itself up first (scripts/setup.sh: .venv, torch, hetbench).
-.PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host
+.PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host bench-remedies
 
 setup:
 	@scripts/setup.sh
@@ -23,3 +23,6 @@ bench-fidelity: setup
 
 bench-host: setup
 	.venv/bin/python benchmarks/host_independence.py
+
+bench-remedies: setup
+	.venv/bin/python benchmarks/remedies.py

@@ -61,6 +61,20 @@ class NetworkConfig:
 
 
 @dataclass
+class WorkloadConfig:
+    """An emulated workload: the device model times this model and batch (and link delays carry
+    its gradient bytes), while the CPU ranks train the configured, smaller model as its proxy.
+    Eager PyTorch runs a small model at its launch floor on every GPU, so a mixed fleet of them
+    is homogeneous in time; a GPT-2-sized workload shows the mix (configs/experiment/remedies).
+    Losses are the proxy's; times, bytes and tokens are the workload's."""
+    n_layer: Optional[int] = None
+    n_embd: Optional[int] = None
+    vocab_size: Optional[int] = None
+    micro_batch: Optional[int] = None
+    seq_len: Optional[int] = None
+
+
+@dataclass
 class EmulationConfig:
     compute: str = "auto"
     """auto: pace compute on CPU ranks, not on real GPUs; on|off to force."""
@@ -83,6 +97,9 @@ class EmulationConfig:
     profile: Optional[str] = None
     """A finished run directory of the same model and batch whose measured per-device times
     replace the device model (and calibrate it for the devices that run did not have)."""
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    """The workload the emulated devices run, where it differs from the model this machine
+    trains (null fields: the trained model's). See WorkloadConfig."""
 
 
 @dataclass
@@ -104,10 +121,24 @@ class DataConfig:
     path: Optional[str] = None
 
 
+# bench.strategies implements each; configs/strategy/ has a preset per name.
+STRATEGIES = ("ddp", "ddp_bf16", "powersgd", "balanced", "hierarchical", "localsgd", "diloco")
+
+
 @dataclass
 class StrategyConfig:
+    """How the ranks exchange what they learned (bench.strategies; one preset per name)."""
     name: str = "ddp"
     bucket_cap_mb: float = 25.0
+    sync_every: int = 50
+    """localsgd / diloco: inner steps between two syncs across sites (H)."""
+    outer_lr: float = 0.7
+    """diloco: outer Nesterov SGD learning rate on the pseudo-gradient (Douillard et al. 0.7)."""
+    outer_momentum: float = 0.9
+    powersgd_rank: int = 4
+    """powersgd: rank of the low-rank gradient approximation (torch's matrix_approximation_rank)."""
+    powersgd_start_step: int = 10
+    """powersgd: plain all-reduce before this step (torch's start_powerSGD_iter, >= 2)."""
 
 
 @dataclass

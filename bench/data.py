@@ -88,16 +88,35 @@ class TextBytes:
 
 
 class Batches:
-    """Deterministic per-rank batches: batch(step) depends only on (seed, rank, step)."""
+    """Deterministic per-rank batches: batch(step) depends only on (seed, rank, step).
 
-    def __init__(self, language, seed: int, rank: int, micro_batch: int, seq_len: int, device):
+    The step's global batch is W x micro_batch sequences; rank r's uniform share is drawn from
+    its own stream (seed, r, step). A rank with an uneven share (strategy=balanced) takes the
+    global sequences [offset, offset + micro_batch) instead, drawing each uniform share it
+    overlaps from that share's stream: the cluster trains on exactly the sequences a uniform
+    split would, only cut differently, so the global gradient is the uniform split's."""
+
+    def __init__(self, language, seed: int, rank: int, micro_batch: int, seq_len: int, device,
+                 offset: int | None = None, uniform: int | None = None):
         self.language, self.seed, self.rank = language, seed, rank
         self.micro_batch, self.seq_len, self.device = micro_batch, seq_len, device
+        self.uniform = uniform or micro_batch
+        self.offset = rank * self.uniform if offset is None else offset
+
+    def _share(self, owner: int, step: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, owner, step])
+        return self.language.sample(rng, self.uniform, self.seq_len + 1)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.rank, step])
-        seq = torch.from_numpy(self.language.sample(rng, self.micro_batch, self.seq_len + 1))
-        seq = seq.to(self.device, non_blocking=True)
+        first, last = self.offset, self.offset + self.micro_batch  # global sequence range
+        if first % self.uniform == 0 and self.micro_batch == self.uniform:
+            seq = self._share(first // self.uniform, step)  # the uniform split: one draw
+        else:
+            owners = range(first // self.uniform, (last - 1) // self.uniform + 1)
+            seq = np.concatenate([self._share(u, step) for u in owners])
+            start = first - owners[0] * self.uniform
+            seq = seq[start:start + self.micro_batch]
+        seq = torch.from_numpy(seq).to(self.device, non_blocking=True)
         return seq[:, :-1], seq[:, 1:]  # inputs (B, T), targets (B, T)
 
 

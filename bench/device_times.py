@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import config as config_mod
 from bench import hardware, sinks, timebase
 from bench.config import ConfigError
-from bench.costs import devices
+from bench.costs import balance, devices
 
 PROFILE_MATCH = (("model.n_layer",), ("model.n_head",), ("model.n_embd",), ("train.micro_batch",),
                  ("train.seq_len",), ("data.vocab_size",))
@@ -25,28 +25,125 @@ def precision(cfg) -> str:
     return devices.fleet_precision([r["device"] for r in table], cfg.emulation.precision)
 
 
-def workload(cfg) -> devices.Workload:
-    m, t = cfg.model, cfg.train
-    vocab = config_mod.vocab_size(cfg)
+def workload_shape(cfg) -> dict:
+    """The emulated workload's model and batch: emulation.workload where set, else the trained
+    model's (n_layer, n_embd, vocab_size, micro_batch, seq_len)."""
+    m, t, w = cfg.model, cfg.train, cfg.emulation.workload
+    own = {"n_layer": m.n_layer, "n_embd": m.n_embd, "vocab_size": config_mod.vocab_size(cfg),
+           "micro_batch": t.micro_batch, "seq_len": t.seq_len}
+    return {k: int(w[k]) if w[k] is not None else v for k, v in own.items()}
+
+
+def has_workload(cfg) -> bool:
+    return any(v is not None for v in cfg.emulation.workload.values())
+
+
+def workload(cfg, micro_batch: int | None = None) -> devices.Workload:
+    """The device model's workload for one rank; `micro_batch` is the rank's real micro-batch
+    (a balanced split), which scales the emulated workload's batch in proportion."""
+    s = workload_shape(cfg)
+    share = (micro_batch or cfg.train.micro_batch) / cfg.train.micro_batch
     return devices.Workload(
-        flops_per_token=devices.gpt_flops_per_token(vocab, t.seq_len, m.n_layer, m.n_embd),
-        tokens=t.micro_batch * t.seq_len, n_layer=m.n_layer,
-        n_params=devices.gpt_params(vocab, t.seq_len, m.n_layer, m.n_embd), precision=precision(cfg))
+        flops_per_token=devices.gpt_flops_per_token(s["vocab_size"], s["seq_len"], s["n_layer"],
+                                                    s["n_embd"]),
+        tokens=s["micro_batch"] * s["seq_len"] * share, n_layer=s["n_layer"],
+        n_params=devices.gpt_params(s["vocab_size"], s["seq_len"], s["n_layer"], s["n_embd"]),
+        precision=precision(cfg))
 
 
-def rank_times(cfg) -> list[devices.PhaseTimes]:
-    """One PhaseTimes per rank, numbered group by group."""
+def bytes_scale(cfg) -> float:
+    """Emulated gradient bytes per real gradient byte: the workload's parameters over the
+    trained model's (1 without an emulated workload)."""
+    if not has_workload(cfg):
+        return 1.0
+    m, t = cfg.model, cfg.train
+    real = devices.gpt_params(config_mod.vocab_size(cfg), t.seq_len, m.n_layer, m.n_embd)
+    return workload(cfg).n_params / real
+
+
+def tokens_scale(cfg) -> float:
+    """Emulated tokens per trained token (1 without an emulated workload)."""
+    s = workload_shape(cfg)
+    return s["micro_batch"] * s["seq_len"] / (cfg.train.micro_batch * cfg.train.seq_len)
+
+
+def micro_batches(cfg) -> list[int]:
+    """Each rank's micro-batch: train.micro_batch, or for strategy=balanced the split of the
+    global batch (W x micro_batch) that minimises the slowest rank's modelled step work
+    (compute at its batch + its optimizer step, which every rank runs on its own)."""
+    world = config_mod.world_size(cfg)
+    if cfg.strategy.name != "balanced":
+        return [int(cfg.train.micro_batch)] * world
+    uniform = rank_times(cfg, [int(cfg.train.micro_batch)] * world)
+
+    def time_of(rank: int):
+        def at(batch: int) -> float:
+            t = _rank_time(cfg, rank, batch, uniform[rank])
+            return t.compute_ms + t.opt_ms
+        return at
+
+    return balance.split_batch(world * int(cfg.train.micro_batch), [time_of(r) for r in range(world)])
+
+
+def _rank_time(cfg, rank: int, batch: int, at_uniform: devices.PhaseTimes) -> devices.PhaseTimes:
+    """A rank's times at another micro-batch: the model, or for profiled times (measured at the
+    uniform batch) the measurement scaled by the model's own ratio between the two batches."""
+    group = _group_of(cfg, rank)
+    key = hardware.canonical_name(group.device)
+    model_at = devices.phase_times(key, workload(cfg, batch), efficiency=group.efficiency,
+                                   floor=group.floor_ms)
+    if at_uniform.regime != "profile":
+        return _with_speed(model_at, group)
+    model_uniform = devices.phase_times(key, workload(cfg), efficiency=group.efficiency,
+                                        floor=group.floor_ms)
+    r = model_at.compute_ms / model_uniform.compute_ms
+    return at_uniform.scaled(r, r, 1.0, at_uniform.source + f" x model batch ratio {r:.2f}")
+
+
+def _group_of(cfg, rank: int):
+    first = 0
+    for group in cfg.cluster.groups:
+        if rank < first + int(group.count):
+            return group
+        first += int(group.count)
+    raise IndexError(rank)
+
+
+def rank_times(cfg, batches: list[int] | None = None) -> list[devices.PhaseTimes]:
+    """One PhaseTimes per rank, numbered group by group, at each rank's micro-batch (default:
+    the strategy's split, bench.device_times.micro_batches)."""
+    world = config_mod.world_size(cfg)
+    uniform = int(cfg.train.micro_batch)
+    batches = batches or micro_batches(cfg)
     work = workload(cfg)
     profile = load_profile(cfg.emulation.profile, cfg, work) if cfg.emulation.profile else None
     out = []
-    for group in cfg.cluster.groups:
+    for rank in range(world):
+        group = _group_of(cfg, rank)
         key = hardware.canonical_name(group.device)
         times = (profile or {}).get(key) or _modelled(key, group, work, profile)
-        speed = float(group.speed) if group.speed is not None else 1.0
-        if speed != 1.0:
-            times = times.scaled(1 / speed, 1 / speed, 1 / speed, times.source + f" / speed {speed}")
-        out += [times] * int(group.count)
+        times = _with_speed(times, group)
+        if batches[rank] != uniform:
+            times = _rank_time(cfg, rank, batches[rank], times)
+        out.append(times)
     return out
+
+
+def _with_speed(times: devices.PhaseTimes, group) -> devices.PhaseTimes:
+    speed = float(group.speed) if group.speed is not None else 1.0
+    if speed == 1.0:
+        return times
+    return times.scaled(1 / speed, 1 / speed, 1 / speed, times.source + f" / speed {speed}")
+
+
+def ideal_tokens_per_s(cfg) -> float:
+    """The sum of the ranks' speeds at the uniform split: every rank trains its micro-batch alone,
+    forward, backward and optimizer, with no exchange and no waiting (trained tokens per device
+    second, in the workload's tokens: tokens_scale)."""
+    world = config_mod.world_size(cfg)
+    times = rank_times(cfg, [int(cfg.train.micro_batch)] * world)
+    tokens = cfg.train.micro_batch * cfg.train.seq_len * tokens_scale(cfg)
+    return sum(tokens / (t.compute_ms + t.opt_ms) * 1000.0 for t in times)
 
 
 def _modelled(key: str, group, work, profile) -> devices.PhaseTimes:

@@ -7,7 +7,9 @@ Definitions (DESIGN.md section 5; docs/metrics.md spells out every formula):
 Per measured step s over W ranks:
   T_s       = max_r step_ms                          (the step ends when the slowest rank does)
   T_bal_s   = T_s - max_r compute + W / sum_r(1/compute)
-  T_ideal_s = T_bal_s - injected_s
+  T_ideal_s = T_bal_s - exposed_s
+  exposed_s = min(injected_s, max_r transfer_ms + max_r outer_ms): the injected link delay the
+              step waited for (with several buckets, link time overlaps backward and is hidden)
 Summary statistics are medians over measured (non-warmup) steps.
 """
 from __future__ import annotations
@@ -56,9 +58,12 @@ def step_values(recs: list[dict]) -> dict:
     compute = np.array([compute_ms(r) for r in recs])
     T = max(r["step_ms"] for r in recs)
     injected = max(r["injected_ms"] for r in recs)
+    waited = max(r.get("transfer_ms") or 0.0 for r in recs) + max(r.get("outer_ms", 0.0) for r in recs)
+    exposed = min(injected, waited)
     balanced_compute = w / np.sum(1.0 / compute)
     T_bal = T - compute.max() + balanced_compute
-    return {"T": T, "T_bal": T_bal, "T_ideal": T_bal - injected, "injected": injected,
+    return {"T": T, "T_bal": T_bal, "T_ideal": T_bal - exposed, "injected": injected,
+            "exposed": exposed,
             "efficiency": compute.sum() / (w * T), "tokens": sum(r["tokens"] for r in recs)}
 
 
@@ -123,7 +128,7 @@ def summarize(records: list[dict], ranks: list[dict], threshold: float = 0.75) -
         "efficiency": float(np.median([v["efficiency"] for v in per_step])),
         "slowdown": {
             "balance": float(np.median([v["T"] / v["T_bal"] for v in per_step])),
-            "network": float(np.median([v["T"] / (v["T"] - v["injected"]) for v in per_step])),
+            "network": float(np.median([v["T"] / (v["T"] - v["exposed"]) for v in per_step])),
             "total": float(np.median([v["T"] / v["T_ideal"] for v in per_step])),
         },
         "injected_ms_p50": float(np.median([v["injected"] for v in per_step])),

@@ -114,7 +114,21 @@ def format_headline(summary: dict) -> str:
     return (f"step p50 {s['p50']:.2f} ms (p90 {s['p90']:.2f}), {summary['tokens_per_s']:,.0f} tok/s, "
             f"efficiency {summary['efficiency']:.1%}, slowdown balance x{sd['balance']:.2f} "
             f"network x{sd['network']:.2f} total x{sd['total']:.2f}; {loss_txt}\n"
-            f"{format_time_base(summary)}")
+            f"{format_strategy(summary)}{format_time_base(summary)}")
+
+
+def format_strategy(summary: dict) -> str:
+    """The strategy's line (with a newline), or nothing for plain ddp without a known ideal."""
+    name = (summary.get("strategy") or {}).get("name", "ddp")
+    sent, share = summary.get("inter_site_bytes_per_step"), summary.get("ideal_share")
+    if name == "ddp" and share is None:
+        return ""
+    parts = [f"strategy {name}"]
+    if sent is not None:
+        parts.append(f"{sent / 1e6:,.1f} MB over the inter-site link per step")
+    if share is not None:
+        parts.append(f"{share:.1%} of the sum-of-speeds ideal {summary['ideal_tokens_per_s']:,.0f} tok/s")
+    return ", ".join(parts) + "\n"
 
 
 def format_time_base(summary: dict) -> str:

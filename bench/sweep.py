@@ -23,12 +23,13 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from bench import config as config_mod
-from bench import driver, sinks
+from bench import device_times, driver, sinks
 from bench.config import ConfigError
 
 SWEEP_SCHEMA_VERSION = 1
 HEADLINE = ("step_ms_p50", "tokens_per_s", "efficiency", "slowdown_balance", "slowdown_network",
-            "slowdown_total", "final_loss", "time_base", "time_scale")
+            "slowdown_total", "final_loss", "strategy", "inter_site_bytes_per_step",
+            "ideal_share", "time_base", "time_scale")
 
 
 @dataclass
@@ -211,10 +212,13 @@ def paces(cfg) -> bool:
 
 
 def _load_key(cfg) -> tuple:
-    """Points with the same key load this machine alike: one calibration serves them all."""
+    """Points with the same key load this machine alike: one calibration serves them all. Of a
+    strategy only its batch split matters: calibration times forward, backward, optimizer and
+    a plain all-reduce, none of which the comm hook touches."""
     m, t = cfg.model, cfg.train
     return (config_mod.world_size(cfg), m.n_layer, m.n_head, m.n_embd, t.micro_batch, t.seq_len,
-            config_mod.vocab_size(cfg), t.threads_per_rank, cfg.emulation.calibration_steps)
+            config_mod.vocab_size(cfg), t.threads_per_rank, cfg.emulation.calibration_steps,
+            tuple(device_times.micro_batches(cfg)))
 
 
 def _calibrate_sweep(p: Plan, paced: list[int]) -> dict:
@@ -358,8 +362,11 @@ def headline(summary: dict) -> dict:
     return {"step_ms_p50": step_ms.get("p50"), "tokens_per_s": summary.get("tokens_per_s"),
             "efficiency": summary.get("efficiency"), "slowdown_balance": slowdown.get("balance"),
             "slowdown_network": slowdown.get("network"), "slowdown_total": slowdown.get("total"),
-            "final_loss": summary.get("final_loss"), "time_base": summary.get("time_base"),
-            "time_scale": summary.get("time_scale")}
+            "final_loss": summary.get("final_loss"),
+            "strategy": (summary.get("strategy") or {}).get("name"),
+            "inter_site_bytes_per_step": summary.get("inter_site_bytes_per_step"),
+            "ideal_share": summary.get("ideal_share"),
+            "time_base": summary.get("time_base"), "time_scale": summary.get("time_scale")}
 
 
 def swept_keys(points: list[Point]) -> list[str]:

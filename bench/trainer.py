@@ -14,6 +14,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from bench import config as config_mod
+from bench import device_times, strategies
+from bench.costs import links
 from bench.data import Batches, build_language
 from bench.faults import Faults
 from bench.model import build_model
@@ -71,8 +74,12 @@ class NoLink:
 
     def start_step(self, step: int) -> None: ...
 
-    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at):
+    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at, route="ring", rounds=1):
         return fut
+
+    def blocking_exchange(self, ready_at, nbytes: int, route: str, transfer) -> float:
+        transfer()
+        return time.monotonic() if ready_at is None else ready_at
 
     def injected_ms(self) -> float:
         return 0.0
@@ -85,26 +92,34 @@ class NoLink:
 
 
 class CommHook:
-    """DDP comm hook: pad the bucket (pacing), mark `ready`, all-reduce, add link delay."""
+    """DDP comm hook: pad the bucket (pacing), mark `ready`, let the strategy exchange it, add
+    link delay for the route and bytes it used."""
 
-    def __init__(self, clock, pacer, link, world_size: int):
-        self.clock, self.pacer, self.link, self.world_size = clock, pacer, link, world_size
-        self.bucket_bytes: list[int] = []  # bytes of each bucket handed to comm this step
+    def __init__(self, clock, pacer, link, exchange, sites: list[str], bytes_scale: float = 1.0):
+        self.clock, self.pacer, self.link, self.exchange = clock, pacer, link, exchange
+        self.sites = sites
+        self.bytes_scale = bytes_scale  # emulated bytes per real byte (an emulated workload)
+        self.bucket_bytes: list[float] = []  # bytes of each bucket handed to comm this step
+        self.inter_site_bytes = 0.0  # what one crossing of the inter-site link carried
 
     def start_backward(self) -> None:
-        self.bucket_bytes = []
+        self.bucket_bytes, self.inter_site_bytes = [], 0.0
+
+    def count(self, route: str, nbytes: int) -> float:
+        """Emulated bytes of an exchange, added to the step's inter-site tally."""
+        nbytes = nbytes * self.bytes_scale
+        self.inter_site_bytes += links.inter_site_bytes(route, nbytes, self.sites)
+        return nbytes
 
     def on_bucket(self, _state, bucket):
-        tensor = bucket.buffer()
-        handed = self.pacer.pad_bucket(tensor.numel())
+        handed = self.pacer.pad_bucket(bucket.buffer().numel())
         handed = handed if self.pacer.timeline else None  # an emulated instant, or real time
         self.clock.mark("ready", at=handed)  # the last call of the step is this rank's t_ready
-        index, nbytes = len(self.bucket_bytes), tensor.numel() * tensor.element_size()
+        sent = self.exchange(bucket)
+        nbytes = self.count(sent.route, sent.nbytes)
         self.bucket_bytes.append(nbytes)
-        tensor.div_(self.world_size)
-        fut = dist.all_reduce(tensor, async_op=True).get_future()
-        fut = fut.then(lambda f: f.value()[0])
-        return self.link.wrap(fut, index, nbytes, handed)
+        return self.link.wrap(sent.fut, len(self.bucket_bytes) - 1, nbytes, handed, sent.route,
+                              sent.rounds)
 
 
 class Trainer:
@@ -115,20 +130,28 @@ class Trainer:
         vocab = self.language.vocab_size
         model = build_model(cfg.model, vocab, cfg.train.seq_len).to(env.device)
         self.model = model
+        # An emulated workload's gradient is bytes_scale x this model's: shrink the buckets by as
+        # much, so the emulated wire sees the workload's buckets (and their overlap with backward).
+        scale = device_times.bytes_scale(cfg)
         self.ddp = DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-                       bucket_cap_mb=cfg.strategy.bucket_cap_mb)
+                       bucket_cap_mb=cfg.strategy.bucket_cap_mb / scale)
         self.optimizer = make_optimizer(model.parameters(), cfg.train.lr)
         self._shadow_opt = None  # calibration's copy (optimizer_pass)
         self._grad_buffer = None  # calibration's stand-in for the gradients (host_rest_pass)
-        self.batches = Batches(self.language, cfg.train.seed, env.rank, cfg.train.micro_batch,
-                               cfg.train.seq_len, env.device)
+        self.strategy = strategies.build(cfg, env, model)
+        self.batches = Batches(self.language, cfg.train.seed, env.rank, self.strategy.micro_batch,
+                               cfg.train.seq_len, env.device, offset=self.strategy.offset,
+                               uniform=cfg.train.micro_batch)
         self.clock = make_clock(env.device.type, env.device)
         self.pacer, self.link = NoPacing(), NoLink()
         self.faults = faults or Faults(cfg.faults, env.rank)
-        self.hook = CommHook(self.clock, self.pacer, self.link, env.world_size)
+        sites = [row["site"] for row in config_mod.rank_table(cfg)]
+        self.hook = CommHook(self.clock, self.pacer, self.link, self.strategy.exchange, sites, scale)
         self.ddp.register_comm_hook(None, self.hook.on_bucket)
         self.offset_s = 0.0
-        self.tokens_per_step = cfg.train.micro_batch * cfg.train.seq_len
+        # Tokens the (emulated) workload trains per step on this rank.
+        self.tokens_per_step = round(self.strategy.micro_batch * cfg.train.seq_len
+                                     * device_times.tokens_scale(cfg))
 
     def attach(self, pacer, link) -> None:
         """Plug in emulation (or anything else shaped like NoPacing / NoLink)."""
@@ -205,14 +228,31 @@ class Trainer:
         fault_ms = self.faults.before_backward(step)
         mark("fwd", pacer.after_fault(fault_ms / 1000.0, fwd_end))
         self.hook.start_backward()
-        loss.backward()  # the comm hook marks `ready`; returns when all buckets are reduced
+        # The comm hook marks `ready`; backward returns when every bucket is exchanged.
+        (loss * self.strategy.loss_weight).backward()
         synced = self.link.released_at() or time.monotonic()  # emulated end of the exchange
         mark("synced", synced)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        mark("end", pacer.pad_optimizer(synced))
+        opt_end = pacer.pad_optimizer(synced)
+        mark("opt", opt_end)
+        mark("end", self._outer_sync(step, opt_end))
         marks = self.clock.resolve()  # on CUDA: the step's one synchronization
         return self._record(step, marks, loss.item(), pacer.pad_ms() / 1000.0, fault_ms)
+
+    def _outer_sync(self, step: int, opt_end: float) -> float:
+        """localsgd / diloco: every H steps, the sync across sites after the optimizer step; its
+        end is the step's end (on the timeline, the next step starts there)."""
+        outer = self.strategy.outer
+        if outer is None or not outer.due(step):
+            return opt_end
+        nbytes = self.hook.count(outer.route, outer.nbytes)
+        end = self.link.blocking_exchange(opt_end if self.pacer.timeline else None, nbytes,
+                                          outer.route, outer.sync)
+        if self.pacer.timeline:  # like every phase: the step ends when the emulated sync does
+            time.sleep(max(0.0, end - time.monotonic()))
+            self.pacer.resync(end)
+        return end
 
     def _mark(self, name: str, instant: float) -> None:
         self.clock.mark(name, at=instant if self.pacer.timeline else None)
@@ -231,7 +271,8 @@ class Trainer:
             "data_ms": ms(m["start"], m["data"]), "fwd_ms": ms(m["data"], m["fwd"]),
             "bwd_ms": ms(m["fwd"], ready), "pad_ms": pad_s * 1000.0,
             "wait_ms": None, "transfer_ms": None, "injected_ms": self.link.injected_ms(),
-            "opt_ms": ms(m["synced"], m["end"]), "step_ms": ms(m["start"], m["end"]),
+            "opt_ms": ms(m["synced"], m["opt"]), "outer_ms": ms(m["opt"], m["end"]),
+            "step_ms": ms(m["start"], m["end"]), "inter_site_bytes": self.hook.inter_site_bytes,
             "tokens": self.tokens_per_step, "loss": loss,
             "fault_ms": fault_ms, "overrun_ms": self.pacer.overrun_ms(),
             "lag_ms": self.pacer.lag_ms(),

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench import hardware
+from bench import config as config_mod, hardware
 from bench.costs import devices
 from bench.config import ConfigError, world_size
 
@@ -22,6 +22,37 @@ def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None
     _validate_choices(cfg)
     _validate_faults(cfg)
     _validate_emulation(cfg)
+    _validate_strategy(cfg)
+
+
+def _validate_strategy(cfg: DictConfig) -> None:
+    st = cfg.strategy
+    if st.bucket_cap_mb <= 0:
+        raise ConfigError("strategy.bucket_cap_mb", st.bucket_cap_mb, "use a positive size in MB (25 is DDP's)")
+    if st.sync_every < 1:
+        raise ConfigError("strategy.sync_every", st.sync_every,
+                          "use 1 or more inner steps between syncs (DiLoCo uses hundreds)")
+    if st.outer_lr <= 0:
+        raise ConfigError("strategy.outer_lr", st.outer_lr, "use a positive learning rate (0.7 for diloco)")
+    if not 0 <= st.outer_momentum < 1:
+        raise ConfigError("strategy.outer_momentum", st.outer_momentum, "use 0 <= momentum < 1 (0.9)")
+    if st.powersgd_rank < 1:
+        raise ConfigError("strategy.powersgd_rank", st.powersgd_rank, "use a rank of 1 or more (4)")
+    if st.powersgd_start_step < 2:
+        raise ConfigError("strategy.powersgd_start_step", st.powersgd_start_step,
+                          "use 2 or more: torch's PowerSGD with error feedback needs one plain step")
+
+
+def _validate_workload(cfg: DictConfig) -> None:
+    w = cfg.emulation.workload
+    for key in ("n_layer", "n_embd", "vocab_size", "micro_batch", "seq_len"):
+        if w[key] is not None and w[key] <= 0:
+            raise ConfigError(f"emulation.workload.{key}", w[key], "use a positive integer, or null "
+                              "for the trained model's")
+    if cfg.emulation.profile and any(v is not None for v in w.values()):
+        raise ConfigError("emulation.profile", cfg.emulation.profile,
+                          "a profile times the trained model, an emulated workload another one: "
+                          "set one of emulation.profile and emulation.workload, not both")
 
 
 def _validate_known_keys(node: Any, prefix: str) -> None:
@@ -136,7 +167,7 @@ def _validate_choices(cfg: DictConfig) -> None:
         "dist.backend": (cfg.dist.backend, ("auto", "gloo", "nccl")),
         "data.kind": (cfg.data.kind, ("markov", "text")),
         "logger.wandb.mode": (cfg.logger.wandb.mode, ("offline", "online", "disabled")),
-        "strategy.name": (cfg.strategy.name, ("ddp",)),
+        "strategy.name": (cfg.strategy.name, config_mod.STRATEGIES),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -160,6 +191,7 @@ def _validate_faults(cfg: DictConfig) -> None:
 
 def _validate_emulation(cfg: DictConfig) -> None:
     e = cfg.emulation
+    _validate_workload(cfg)
     if e.reference_scale <= 0:
         raise ConfigError("emulation.reference_scale", e.reference_scale,
                           "use a positive headroom factor (1.25 is the default)")

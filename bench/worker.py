@@ -82,7 +82,7 @@ class RankRun:
         table = config_mod.rank_table(self.cfg)[self.env.rank]
         real = detect_local_device(self.env.device.type)
         emulating = self.pacer.active
-        times = self.pacer.device if emulating else _real_device_times(self.cfg, real)
+        times = self.pacer.device if emulating else _real_device_times(self.cfg, real, self.env.rank)
         mine = {"rank": self.env.rank, "host": self.env.host, "local_rank": self.env.local_rank,
                 "site": table["site"], "device": real["catalog"] or real["name"],
                 "real_device": real, "emulated_device": table["device"] if emulating else None,
@@ -178,10 +178,22 @@ class RankRun:
                                                            self.pacer, self.link, self.scale)
         if summary.get("step_ms"):
             summary["host_step_ms_p50"] = summary["step_ms"]["p50"] * self.scale
+            summary.update(self._strategy_numbers(summary["tokens_per_s"]))
         summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=self.run_id, status=status,
                        time_base=self.time_base, time_scale=self.scale,
                        entropy_floor=self.trainer.language.entropy_floor if self.trainer else None)
         return summary
+
+    def _strategy_numbers(self, tokens_per_s: float) -> dict:
+        """The strategy, its inter-site bytes per step (mean over measured steps, so a periodic
+        sync counts at its rate) and the sum-of-speeds ideal it is measured against."""
+        steps = metrics.complete_steps(self.all_records, self.env.world_size)
+        per_step = [max(r["inter_site_bytes"] for r in recs) for recs in steps.values()]
+        ideal = device_times.ideal_tokens_per_s(self.cfg) if self.pacer.active else None
+        return {"strategy": self.trainer.strategy.describe(),
+                "inter_site_bytes_per_step": sum(per_step) / len(per_step) if per_step else None,
+                "ideal_tokens_per_s": ideal,
+                "ideal_share": ideal and tokens_per_s / ideal}
 
     def _write_calibration(self) -> None:
         """What a sweep needs to pick one D for all its points: every rank's host times."""
@@ -209,6 +221,7 @@ class RankRun:
                           "time_base": self.time_base, "time_scale": self.scale,
                           "precision": self._precision(), "device_model": self._device_model()},
             "network": config_mod.to_container(self.cfg.network),
+            "strategy": self.trainer and self.trainer.strategy.describe(),
             "env": sinks.allowed_env(),
             "start_time": self.started,
             "end_time": None if status == "running" else _dt.datetime.now().astimezone().isoformat(),
@@ -232,7 +245,7 @@ ALIGN_MARGIN_S = 0.002  # lets every rank wake from the agreement before the com
 # The numeric record fields every rank shares each window (bucket_bytes stays local).
 GATHERED = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s", "data_ms",
             "fwd_ms", "bwd_ms", "pad_ms", "injected_ms", "opt_ms", "step_ms",
-            "tokens", "loss", "fault_ms", "overrun_ms", "lag_ms")
+            "tokens", "loss", "fault_ms", "overrun_ms", "lag_ms", "outer_ms", "inter_site_bytes")
 _INTS, _BOOLS = ("step", "rank", "tokens"), ("warmup",)
 
 
@@ -245,12 +258,13 @@ def _unpack(row: list[float]) -> dict:
     return rec
 
 
-def _real_device_times(cfg, real: dict):
-    """The device model's times for the GPU this rank really runs on (fp32, as the trainer
-    computes on real devices for now); None for a CPU or an unknown device."""
+def _real_device_times(cfg, real: dict, rank: int):
+    """The device model's times for the GPU this rank really runs on, at its micro-batch (fp32,
+    as the trainer computes on real devices for now); None for a CPU or an unknown device."""
     if not lookup(real["catalog"]):
         return None
-    work = dataclasses.replace(device_times.workload(cfg), precision="fp32")
+    batch = device_times.micro_batches(cfg)[rank]
+    work = dataclasses.replace(device_times.workload(cfg, batch), precision="fp32")
     return devices.phase_times(real["catalog"], work)
 
 

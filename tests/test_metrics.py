@@ -34,6 +34,7 @@ def test_attribute_splits_the_exchange_into_wait_and_transfer():
 
 def test_step_values_by_hand():
     records = two_rank_step(0, 30.0, 3.0)
+    metrics.attribute(records)
     v = metrics.step_values(records)
     # T = slowest rank's step: 1 + 40 + 0 + 5 + 2 = 48 ms (rank 1); compute 10 and 40
     assert v["T"] == pytest.approx(48.0)
@@ -41,6 +42,16 @@ def test_step_values_by_hand():
     assert v["T_bal"] == pytest.approx(48.0 - 40.0 + balanced)
     assert v["T_ideal"] == pytest.approx(48.0 - 40.0 + balanced - 3.0)
     assert v["efficiency"] == pytest.approx((10 + 40) / (2 * 48.0))
+
+
+def test_link_delay_hidden_behind_backward_is_not_charged():
+    """8 ms injected over several buckets, but only 5 ms of exchange after the last rank was
+    ready: the step waited 5 ms for the link, not 8 (the rest overlapped backward)."""
+    records = two_rank_step(0, 30.0, 8.0)
+    metrics.attribute(records)
+    v = metrics.step_values(records)
+    assert v["exposed"] == pytest.approx(5.0)
+    assert v["T_ideal"] == pytest.approx(v["T_bal"] - 5.0)
 
 
 def test_summary_by_hand():

@@ -12,7 +12,8 @@ WINDOW_STEPS = 10
 
 # (name, colour): drawn in this order inside each step, on the aligned clock.
 PHASES = [("data", "#b0b0b0"), ("forward", "#4c72b0"), ("backward", "#55a868"),
-          ("wait", "#d62728"), ("transfer", "#8172b3"), ("optimizer", "#937860")]
+          ("wait", "#d62728"), ("transfer", "#8172b3"), ("optimizer", "#937860"),
+          ("outer sync", "#da8bc3")]
 PAD_COLOUR = "#000000"
 
 
@@ -22,8 +23,13 @@ def phase_spans(rec: dict) -> dict:
     data_end = start + rec["data_ms"] / 1000.0
     fwd_end = data_end + rec["fwd_ms"] / 1000.0
     last_ready = ready + rec["wait_ms"] / 1000.0
-    return {"data": (start, data_end), "forward": (data_end, fwd_end), "backward": (fwd_end, ready),
-            "wait": (ready, last_ready), "transfer": (last_ready, synced), "optimizer": (synced, end)}
+    opt_end = end - (rec.get("outer_ms") or 0.0) / 1000.0  # localsgd / diloco sync after it
+    spans = {"data": (start, data_end), "forward": (data_end, fwd_end), "backward": (fwd_end, ready),
+             "wait": (ready, last_ready), "transfer": (last_ready, synced),
+             "optimizer": (synced, opt_end)}
+    if opt_end < end:
+        spans["outer sync"] = (opt_end, end)
+    return spans
 
 
 def window_steps(run: Run, transients: list[dict]) -> list[int]:
@@ -44,8 +50,10 @@ def timeline(run: Run, transients: list[dict], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(12, 1.6 + 0.6 * run.world_size))
     for name, colour in PHASES:
         for rank in range(run.world_size):
-            spans = [phase_spans(run.all_steps[s][rank])[name] for s in chosen]
-            bars = [((a - t0) * 1000.0, max(0.0, (b - a) * 1000.0)) for a, b in spans]
+            spans = [phase_spans(run.all_steps[s][rank]).get(name) for s in chosen]
+            bars = [((a - t0) * 1000.0, max(0.0, (b - a) * 1000.0)) for a, b in filter(None, spans)]
+            if not bars:
+                continue
             ax.broken_barh(bars, (rank - 0.35, 0.7), facecolors=colour,
                            label=name if rank == 0 else None)
     for rank in range(run.world_size):

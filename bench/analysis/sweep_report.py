@@ -32,8 +32,13 @@ def main(sweep_dir: str) -> int:
     images = [plot_metric(rows, x_key, others, key, label, plots / f"sweep_{key}.png")
               for key, label in METRICS]
     images.append(plot_slowdown(rows, plots / "sweep_slowdown.png"))
+    extra = ""
+    if "strategy" in doc["swept_keys"]:  # a remedies sweep: which strategy wins, at what loss
+        from bench.analysis import remedies
+
+        extra = remedies.report(sweep_dir, doc, plots)
     out = sweep_dir / "report.html"
-    out.write_text(render_html(doc, x_key, images))
+    out.write_text(render_html(doc, x_key, images, extra))
     print(f"hetbench: sweep report -> {out}", flush=True)
     return 0
 
@@ -157,14 +162,16 @@ COLUMNS = (("point", None), ("status", None), ("step_ms_p50", "{:.1f}"),
            ("slowdown_network", "x{:.2f}"), ("slowdown_total", "x{:.2f}"), ("final_loss", "{:.3f}"))
 
 
-def render_html(doc: dict, x_key: str | None, images: list[Path]) -> str:
+def render_html(doc: dict, x_key: str | None, images: list[Path], extra: str = "") -> str:
+    """`extra`: HTML put between the summary line and the table (the remedies section)."""
     title = f"hetbench sweep {doc['sweep_id']}"
     figures = "\n".join(f'<img alt="{html.escape(p.stem)}" src="{_data_uri(p)}">' for p in images)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p>{len(doc['points'])} of {doc['points_total']} points recorded; swept: "
             f"{html.escape(', '.join(doc['swept_keys']) or '-')}; x axis: "
-            f"{html.escape(x_key or 'point')}.</p>{_table(doc['points'])}{figures}</body></html>\n")
+            f"{html.escape(x_key or 'point')}.</p>{extra}{_table(doc['points'])}{figures}"
+            "</body></html>\n")
 
 
 def _table(rows: list[dict]) -> str:

@@ -2,7 +2,7 @@
 
 One process per rank (pid = rank, named by process_name metadata), one thread in it. Each step
 is a complete event ("ph": "X") spanning t_start..t_end, with its phases nested inside as complete
-events: data, forward, backward, wait, transfer, optimizer. ts/dur are microseconds since the
+events: data, forward, backward, wait, transfer, optimizer (and outer sync: localsgd, diloco). ts/dur are microseconds since the
 earliest step start of the run, on the aligned clock. pad_ms and injected_ms ride in "args".
 """
 from __future__ import annotations

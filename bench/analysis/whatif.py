@@ -30,7 +30,7 @@ def step_arrays(recs: list[dict]) -> dict:
     values = metrics.step_values(recs)
     transfer = float(np.median([r["transfer_ms"] for r in recs]))
     return {"a": a, "c": c, "T": values["T"], "T_bal": values["T_bal"],
-            "T_ideal": values["T_ideal"], "injected": values["injected"],
+            "T_ideal": values["T_ideal"], "injected": values["exposed"],
             "transfer": transfer, "rest": values["T"] - a.max() - transfer}
 
 
@@ -93,7 +93,7 @@ def breakdown(arrays: list[dict]) -> dict:
     """Medians for the waterfall: ideal + imbalance + network + other = measured (median)."""
     ideal = float(np.median([s["T_ideal"] for s in arrays]))
     imbalance = float(np.median([s["T"] - s["T_bal"] for s in arrays]))
-    network = float(np.median([s["injected"] for s in arrays]))
+    network = float(np.median([s["injected"] for s in arrays]))  # exposed link delay
     measured = float(np.median([s["T"] for s in arrays]))
     return {"ideal_ms": ideal, "imbalance_ms": imbalance, "network_ms": network,
             "other_ms": measured - ideal - imbalance - network, "measured_ms": measured}

@@ -4,7 +4,7 @@ D x their emulated device's time (bench.device_times), D being the run's one tim
 Calibration: every rank times a few forward and backward passes, optimizer steps and the rest
 of a real step (batch, real all-reduce) on this machine (host time h), compares them with its
 device's times d, and the ranks agree on D = reference_scale x max over ranks of needed_scale
-(each phase's h / d, and the exchange segment's; at least 1): the smallest factor at which every
+(forward's and backward's h / d, and the exchange segment's; at least 1): the smallest factor at which every
 rank's host can keep up with D x its device time, with headroom. A fixed
 `emulation.time_scale` (a sweep's shared D) skips the agreement but still measures h, so that a
 D too small for this machine shows up as overrun.
@@ -191,14 +191,16 @@ def measure_host(trainer, passes: int) -> tuple[float, float, float, float]:
 
 def needed_scale(host_ms: tuple, device: PhaseTimes) -> float:
     """The smallest D at which this host keeps up with D x device time:
-      - in every phase (forward, backward, optimizer);
+      - in forward and backward, each on its own (a bucket handed over late delays the
+        exchange of every rank);
       - from the last hand-over to the next forward's end: the un-emulated rest of a step (real
         all-reduce, batch), the optimizer and the next forward must fit in the optimizer's and
         the forward's budget even where the emulated wire takes no time (a fast link), since
-        backward's slack comes too late to help. (This also makes the whole step fit.)"""
+        backward's slack comes too late to help. (This also makes the whole step fit.)
+    The optimizer needs no term of its own: an optimizer step that ends late carries its lag
+    into the next forward (Pacer.start_step), whose slack the second term provides."""
     fwd, bwd, opt, rest = host_ms
-    dev = (device.fwd_ms, device.bwd_ms, device.opt_ms)
-    per_phase = max(h / d for h, d in zip((fwd, bwd, opt), dev))
+    per_phase = max(fwd / device.fwd_ms, bwd / device.bwd_ms)
     exchange = (rest + opt + fwd) / (device.opt_ms + device.fwd_ms)
     return max(per_phase, exchange)
 

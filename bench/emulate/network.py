@@ -66,21 +66,49 @@ class DelayedLink:
         with self._lock:
             return self._released
 
-    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at):
+    def wrap(self, fut, bucket_index: int, nbytes: int, handed_at, route: str = "ring",
+             rounds: int = 1):
         """`handed_at`: the emulated instant this rank handed the bucket over; None on a real
         GPU, whose host-side hand-over precedes the device's, so the wire starts when the real
-        transfer completes instead."""
-        wire_s = self.model.delay_ms(self.step, bucket_index, nbytes) * self.time_scale / 1000.0
-        self._injected_ms += wire_s * 1000.0
+        transfer completes instead. `route` and `rounds`: how the strategy's collective
+        travels (bench.costs.links)."""
+        wire_s = self._wire_s(bucket_index, nbytes, route, rounds)
         if handed_at is None:
             return self._after_real(fut, wire_s)
-        handed = torch.tensor([handed_at + self.offset_s], dtype=torch.float64,
-                              device=self._device)
-        last = dist.all_reduce(handed, op=dist.ReduceOp.MAX, async_op=True).get_future()
+        last = dist.all_reduce(self._instant(handed_at), op=dist.ReduceOp.MAX,
+                               async_op=True).get_future()
         out = torch.futures.Future(devices=self._devices)
         both = torch.futures.collect_all([fut, last])
         both.add_done_callback(lambda done: self._arrive(done, bucket_index, out, wire_s))
         return out
+
+    def blocking_exchange(self, ready_at, nbytes: int, route: str, transfer) -> float:
+        """An exchange outside backward (an outer sync after the optimizer): every rank is ready
+        at `ready_at` (emulated; None on a real GPU), `transfer()` does the real collectives.
+        On the timeline the wire starts at the last rank's ready instant and every rank gets the
+        same (local) end instant back; on a real GPU the delay follows the real transfer."""
+        wire_s = self._wire_s(OUTER_BUCKET, nbytes, route, 1)
+        if ready_at is None:
+            transfer()
+            time.sleep(wire_s)
+            return time.monotonic()
+        last = self._instant(ready_at)
+        dist.all_reduce(last, op=dist.ReduceOp.MAX)
+        transfer()
+        with self._lock:  # the wire is serial: after any bucket still on it
+            start = max(float(last.item()), self._wire_free_at)
+            self._wire_free_at = start + wire_s
+            return self._wire_free_at - self.offset_s
+
+    def _wire_s(self, index: int, nbytes: int, route: str, rounds: int) -> float:
+        """D x the route's formula (with the step's jitter) in seconds; logged as injected."""
+        ms = self.model.delay_ms(self.step, index, nbytes, route, rounds) * self.time_scale
+        self._injected_ms += ms
+        return ms / 1000.0
+
+    def _instant(self, local: float) -> torch.Tensor:
+        """A local instant on the clock aligned to rank 0, as a tensor to all-reduce."""
+        return torch.tensor([local + self.offset_s], dtype=torch.float64, device=self._device)
 
     def _arrive(self, done, index: int, out, wire_s: float) -> None:
         """A bucket's real transfer and hand-over agreement are done. Collectives may complete
@@ -130,8 +158,12 @@ class DelayedLink:
     def describe(self) -> dict:
         return {"network": "on" if self.model.active else "ideal (exchange on the emulated timeline)",
                 "links_in_ring": [vars(link) for link in self.model.links],
-                "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter)",
+                "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter); "
+                         "site and hierarchical routes: bench.costs.links",
                 "link_time_scale": self.time_scale}
+
+
+OUTER_BUCKET = 1_000_000  # jitter seed index of an outer sync: no bucket has it
 
 
 def _complete_at(out, value, instant: float) -> None:
