@@ -28,20 +28,33 @@ def precision(cfg) -> str:
 def workload_shape(cfg) -> dict:
     """The emulated workload's model and batch: emulation.workload where set, else the trained
     model's (n_layer, n_embd, vocab_size, micro_batch, seq_len)."""
-    m, t, w = cfg.model, cfg.train, cfg.emulation.workload
-    own = {"n_layer": m.n_layer, "n_embd": m.n_embd, "vocab_size": config_mod.vocab_size(cfg),
-           "micro_batch": t.micro_batch, "seq_len": t.seq_len}
-    return {k: int(w[k]) if w[k] is not None else v for k, v in own.items()}
+    w = cfg.emulation.workload
+    return {k: int(w[k]) if w[k] is not None else v for k, v in workload_shape_of_model(cfg).items()}
+
+
+def workload_shape_of_model(cfg) -> dict:
+    m, t = cfg.model, cfg.train
+    return {"n_layer": m.n_layer, "n_embd": m.n_embd, "vocab_size": config_mod.vocab_size(cfg),
+            "micro_batch": t.micro_batch, "seq_len": t.seq_len}
 
 
 def has_workload(cfg) -> bool:
     return any(v is not None for v in cfg.emulation.workload.values())
 
 
-def workload(cfg, micro_batch: int | None = None) -> devices.Workload:
+def workload_applies(cfg, device_type: str) -> bool:
+    """Whether this rank's times, bytes and tokens are the emulated workload's: only where it is
+    paced (bench.emulate.pacing_enabled). Unpaced, a rank reports what it really trained; the
+    workload still sets a balanced split, so that the same config trains the same way."""
+    mode = cfg.emulation.compute
+    return has_workload(cfg) and (mode == "on" or (mode == "auto" and device_type == "cpu"))
+
+
+def workload(cfg, micro_batch: int | None = None, own: bool = False) -> devices.Workload:
     """The device model's workload for one rank; `micro_batch` is the rank's real micro-batch
-    (a balanced split), which scales the emulated workload's batch in proportion."""
-    s = workload_shape(cfg)
+    (a balanced split), which scales the emulated workload's batch in proportion. `own`: the
+    trained model's, whatever emulation.workload says (a real GPU times what it trains)."""
+    s = workload_shape(cfg) if not own else workload_shape_of_model(cfg)
     share = (micro_batch or cfg.train.micro_batch) / cfg.train.micro_batch
     return devices.Workload(
         flops_per_token=devices.gpt_flops_per_token(s["vocab_size"], s["seq_len"], s["n_layer"],
@@ -59,6 +72,40 @@ def bytes_scale(cfg) -> float:
     m, t = cfg.model, cfg.train
     real = devices.gpt_params(config_mod.vocab_size(cfg), t.seq_len, m.n_layer, m.n_embd)
     return workload(cfg).n_params / real
+
+
+def powersgd_ratio(cfg) -> float:
+    """How much better the workload compresses than the trained model under PowerSGD at
+    strategy.powersgd_rank: (compressed / raw elements of the workload) over the same for the
+    trained model, both by torch's own compression test. 1 without an emulated workload."""
+    if not has_workload(cfg):
+        return 1.0
+    s, m, t = workload_shape(cfg), cfg.model, cfg.train
+    mine = _compressed_share(config_mod.vocab_size(cfg), t.seq_len, m.n_layer, m.n_head, m.n_embd,
+                             cfg.strategy.powersgd_rank)
+    theirs = _compressed_share(s["vocab_size"], s["seq_len"], s["n_layer"], m.n_head, s["n_embd"],
+                               cfg.strategy.powersgd_rank)
+    return theirs / mine
+
+
+def _compressed_share(vocab: int, seq_len: int, n_layer: int, n_head: int, n_embd: int,
+                      rank: int) -> float:
+    """Elements torch's powerSGD_hook sends over the elements of the gradient, for bench.model.GPT
+    (built on the meta device: shapes only, no memory)."""
+    import torch
+    from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import _should_compress
+
+    from bench.model import GPT
+
+    heads = n_head if n_embd % n_head == 0 else 1
+    with torch.device("meta"):
+        model = GPT(vocab, seq_len, n_layer, heads, n_embd)
+    raw = sent = 0
+    for p in model.parameters():
+        n, k = p.reshape(p.shape[0], -1).shape
+        ok, full, small = _should_compress(n, k, min(n, k, rank), 2.0)
+        raw, sent = raw + full, sent + (small if ok else full)
+    return sent / raw
 
 
 def tokens_scale(cfg) -> float:
@@ -86,13 +133,14 @@ def micro_batches(cfg) -> list[int]:
 
 
 def _rank_time(cfg, rank: int, batch: int, at_uniform: devices.PhaseTimes) -> devices.PhaseTimes:
-    """A rank's times at another micro-batch: the model, or for profiled times (measured at the
-    uniform batch) the measurement scaled by the model's own ratio between the two batches."""
+    """A rank's times at another micro-batch: the model, or for profiled times (measured, or the
+    model scaled by a profile, at the uniform batch) those scaled by the model's own ratio
+    between the two batches."""
     group = _group_of(cfg, rank)
     key = hardware.canonical_name(group.device)
     model_at = devices.phase_times(key, workload(cfg, batch), efficiency=group.efficiency,
                                    floor=group.floor_ms)
-    if at_uniform.regime != "profile":
+    if at_uniform.source == "model":  # the plain model: time it at this batch
         return _with_speed(model_at, group)
     model_uniform = devices.phase_times(key, workload(cfg), efficiency=group.efficiency,
                                         floor=group.floor_ms)

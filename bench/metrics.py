@@ -6,7 +6,8 @@ Definitions (DESIGN.md section 5; docs/metrics.md spells out every formula):
   transfer_ms = t_synced_self - max_r t_ready_r     (exchange left exposed)
 Per measured step s over W ranks:
   T_s       = max_r step_ms                          (the step ends when the slowest rank does)
-  T_bal_s   = T_s - max_r compute + W / sum_r(1/compute)
+  T_bal_s   = T_s - max_r compute + sum_r tokens / sum_r(tokens / compute)
+              (= W / sum_r(1/compute) when every rank has the same batch)
   T_ideal_s = T_bal_s - exposed_s
   exposed_s = min(injected_s, max_r transfer_ms + max_r outer_ms): the injected link delay the
               step waited for (with several buckets, link time overlaps backward and is hidden)
@@ -60,7 +61,10 @@ def step_values(recs: list[dict]) -> dict:
     injected = max(r["injected_ms"] for r in recs)
     waited = max(r.get("transfer_ms") or 0.0 for r in recs) + max(r.get("outer_ms", 0.0) for r in recs)
     exposed = min(injected, waited)
-    balanced_compute = w / np.sum(1.0 / compute)
+    # The same work split in proportion to speed (tokens_r / compute_r): B / sum(speed); with
+    # equal batches that is W / sum(1 / compute), with a balanced split it counts each rank's work.
+    tokens = np.array([r["tokens"] for r in recs], dtype=float)
+    balanced_compute = tokens.sum() / np.sum(tokens / compute)
     T_bal = T - compute.max() + balanced_compute
     return {"T": T, "T_bal": T_bal, "T_ideal": T_bal - exposed, "injected": injected,
             "exposed": exposed,
@@ -102,12 +106,13 @@ def rank_rows(steps: dict, ranks: list[dict], threshold: float) -> list[dict]:
 
 
 def final_loss(records: list[dict], window: int = 10) -> Optional[float]:
-    """Mean loss over all ranks over the last `window` recorded steps."""
+    """Loss over all ranks over the last `window` recorded steps, each rank's weighted by its
+    tokens (the global batch's loss; a plain mean when every rank has the same batch)."""
     if not records:
         return None
     last = max(r["step"] for r in records)
-    tail = [r["loss"] for r in records if r["step"] > last - window]
-    return float(np.mean(tail))
+    tail = [r for r in records if r["step"] > last - window]
+    return float(np.average([r["loss"] for r in tail], weights=[r["tokens"] for r in tail]))
 
 
 def summarize(records: list[dict], ranks: list[dict], threshold: float = 0.75) -> dict:
@@ -126,6 +131,8 @@ def summarize(records: list[dict], ranks: list[dict], threshold: float = 0.75) -
         "step_ms": percentiles(T),
         "tokens_per_s": float(sum(v["tokens"] for v in per_step) / T.sum() * 1000.0),
         "efficiency": float(np.median([v["efficiency"] for v in per_step])),
+        # Over all measured time: a sync every H steps, which a median skips, counts here.
+        "efficiency_overall": float(sum(v["efficiency"] * v["T"] for v in per_step) / T.sum()),
         "slowdown": {
             "balance": float(np.median([v["T"] / v["T_bal"] for v in per_step])),
             "network": float(np.median([v["T"] / (v["T"] - v["exposed"]) for v in per_step])),

@@ -27,7 +27,8 @@ from bench import device_times, driver, sinks
 from bench.config import ConfigError
 
 SWEEP_SCHEMA_VERSION = 1
-HEADLINE = ("step_ms_p50", "tokens_per_s", "efficiency", "slowdown_balance", "slowdown_network",
+HEADLINE = ("step_ms_p50", "tokens_per_s", "efficiency", "efficiency_overall",
+            "slowdown_balance", "slowdown_network",
             "slowdown_total", "final_loss", "strategy", "inter_site_bytes_per_step",
             "ideal_share", "time_base", "time_scale")
 
@@ -360,7 +361,9 @@ def _read_summary(run_dir: Path) -> dict:
 def headline(summary: dict) -> dict:
     step_ms, slowdown = summary.get("step_ms") or {}, summary.get("slowdown") or {}
     return {"step_ms_p50": step_ms.get("p50"), "tokens_per_s": summary.get("tokens_per_s"),
-            "efficiency": summary.get("efficiency"), "slowdown_balance": slowdown.get("balance"),
+            "efficiency": summary.get("efficiency"),
+            "efficiency_overall": summary.get("efficiency_overall"),
+            "slowdown_balance": slowdown.get("balance"),
             "slowdown_network": slowdown.get("network"), "slowdown_total": slowdown.get("total"),
             "final_loss": summary.get("final_loss"),
             "strategy": (summary.get("strategy") or {}).get("name"),

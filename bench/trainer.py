@@ -78,8 +78,8 @@ class NoLink:
         return fut
 
     def blocking_exchange(self, ready_at, nbytes: int, route: str, transfer) -> float:
-        transfer()
-        return time.monotonic() if ready_at is None else ready_at
+        transfer()  # a collective: it returns when the last rank has joined
+        return time.monotonic()
 
     def injected_ms(self) -> float:
         return 0.0
@@ -132,7 +132,8 @@ class Trainer:
         self.model = model
         # An emulated workload's gradient is bytes_scale x this model's: shrink the buckets by as
         # much, so the emulated wire sees the workload's buckets (and their overlap with backward).
-        scale = device_times.bytes_scale(cfg)
+        emulated = device_times.workload_applies(cfg, env.device.type)
+        scale = device_times.bytes_scale(cfg) if emulated else 1.0
         self.ddp = DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
                        bucket_cap_mb=cfg.strategy.bucket_cap_mb / scale)
         self.optimizer = make_optimizer(model.parameters(), cfg.train.lr)
@@ -151,7 +152,7 @@ class Trainer:
         self.offset_s = 0.0
         # Tokens the (emulated) workload trains per step on this rank.
         self.tokens_per_step = round(self.strategy.micro_batch * cfg.train.seq_len
-                                     * device_times.tokens_scale(cfg))
+                                     * (device_times.tokens_scale(cfg) if emulated else 1.0))
 
     def attach(self, pacer, link) -> None:
         """Plug in emulation (or anything else shaped like NoPacing / NoLink)."""

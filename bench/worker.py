@@ -189,7 +189,9 @@ class RankRun:
         sync counts at its rate) and the sum-of-speeds ideal it is measured against."""
         steps = metrics.complete_steps(self.all_records, self.env.world_size)
         per_step = [max(r["inter_site_bytes"] for r in recs) for recs in steps.values()]
-        ideal = device_times.ideal_tokens_per_s(self.cfg) if self.pacer.active else None
+        # The ideal is in device time: comparable only with a device-time tokens/s.
+        ideal = device_times.ideal_tokens_per_s(self.cfg) \
+            if self.pacer.active and self.time_base == timebase.DEVICE else None
         return {"strategy": self.trainer.strategy.describe(),
                 "inter_site_bytes_per_step": sum(per_step) / len(per_step) if per_step else None,
                 "ideal_tokens_per_s": ideal,
@@ -264,7 +266,7 @@ def _real_device_times(cfg, real: dict, rank: int):
     if not lookup(real["catalog"]):
         return None
     batch = device_times.micro_batches(cfg)[rank]
-    work = dataclasses.replace(device_times.workload(cfg, batch), precision="fp32")
+    work = dataclasses.replace(device_times.workload(cfg, batch, own=True), precision="fp32")
     return devices.phase_times(real["catalog"], work)
 
 

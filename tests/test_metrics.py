@@ -79,3 +79,31 @@ def test_summary_by_hand():
 def test_unknown_speeds_give_null_expected_scores():
     assert metrics.expected_scores([1.0, None]) == [None, None]
     assert metrics.expected_scores([2.0, 1.0]) == [1.0, 0.5]
+
+
+def test_balanced_ideal_counts_each_rank_s_share_of_the_work():
+    """Rank 0 does 300 tokens in 30 ms (10 tokens/ms), rank 1 100 tokens in 20 ms (5 tokens/ms):
+    the same 400 tokens at the two speeds take 400 / 15 ms, not 2 / (1/30 + 1/20) = 24 ms."""
+    records = two_rank_step(0, 0.0, 0.0)
+    records[0].update(fwd_ms=10.0, bwd_ms=20.0, tokens=300)
+    records[1].update(fwd_ms=5.0, bwd_ms=15.0, tokens=100)
+    metrics.attribute(records)
+    v = metrics.step_values(records)
+    assert v["T_bal"] == pytest.approx(v["T"] - 30.0 + 400 / 15)
+
+
+def test_efficiency_overall_weighs_steps_by_their_time():
+    """Two steps of 10 ms at efficiency 0.8 and one sync step of 100 ms at 0.08: the median says
+    0.8, the share of all time spent computing is (8 + 8 + 8) / 120 = 0.2."""
+    ranks = [{"rank": 0, "site": "a", "device": "x", "speed": None}]
+    records = []
+    for step, (compute, total) in enumerate([(8.0, 10.0), (8.0, 10.0), (8.0, 100.0)]):
+        records.append({"step": step, "rank": 0, "warmup": False, "t_start_s": 0.0,
+                        "t_ready_s": compute / 1000, "t_synced_s": compute / 1000,
+                        "t_end_s": total / 1000, "data_ms": 0.0, "fwd_ms": compute / 2,
+                        "bwd_ms": compute / 2, "pad_ms": 0.0, "wait_ms": 0.0, "transfer_ms": 0.0,
+                        "injected_ms": 0.0, "opt_ms": 0.0, "step_ms": total, "tokens": 10,
+                        "loss": 1.0})
+    summary = metrics.summarize(records, ranks)
+    assert summary["efficiency"] == pytest.approx(0.8)
+    assert summary["efficiency_overall"] == pytest.approx(24.0 / 120.0)

@@ -86,6 +86,18 @@ def test_uneven_batches_cut_the_uniform_split_s_sequences():
     assert torch.equal(torch.cat(cut), torch.cat(uniform))
 
 
+def test_the_workload_compresses_better_than_its_proxy():
+    plain = config.compose(["strategy=powersgd"])
+    assert device_times.powersgd_ratio(plain) == 1.0
+    cfg = config.compose(["experiment=remedies", "strategy=powersgd"])
+    tiny = device_times._compressed_share(256, 16, 4, 4, 128, 4)
+    gpt2 = device_times._compressed_share(50304, 1024, 12, 4, 768, 4)
+    assert gpt2 < tiny < 0.1
+    assert device_times.powersgd_ratio(cfg) == pytest.approx(gpt2 / tiny)
+    assert not device_times.workload_applies(config.compose(["experiment=remedies",
+                                                             "emulation.compute=off"]), "cpu")
+
+
 class _OneSite:
     """SiteGroups stand-in for one process: the 'sum over ranks' of one rank is itself."""
     def hierarchical_sum(self, tensor):

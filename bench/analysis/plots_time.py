@@ -82,7 +82,8 @@ def timeline(run: Run, transients: list[dict], out: Path) -> Path:
 def loss_curves(run: Run, out: Path) -> Path:
     plt = pyplot()
     numbers = sorted(run.all_steps)
-    loss = np.array([np.mean([r["loss"] for r in run.all_steps[s]]) for s in numbers])
+    loss = np.array([np.average([r["loss"] for r in run.all_steps[s]],
+                                weights=[r["tokens"] for r in run.all_steps[s]]) for s in numbers])
     t_first = min(r["t_start_s"] for r in run.all_steps[numbers[0]])
     wall = np.array([max(r["t_end_s"] for r in run.all_steps[s]) - t_first for s in numbers])
     warm_end = min(run.steps)
@@ -99,7 +100,7 @@ def loss_curves(run: Run, out: Path) -> Path:
             ax.axhline(run.entropy_floor, color="#d62728", linestyle="--", linewidth=1)
             ax.text(x[-1], run.entropy_floor, f"entropy floor {run.entropy_floor:.3f} nats",
                     ha="right", va="bottom", color="#d62728", fontsize=9)
-    axes[0].set_ylabel("training loss, mean over ranks (nats/token)")
+    axes[0].set_ylabel("training loss, over ranks by tokens (nats/token)")
     axes[0].set_title("Loss by step: how close to the floor it gets")
     axes[1].set_title("Loss by wall-clock: what the slowdowns cost in time")
     if run.entropy_floor is not None:

@@ -41,9 +41,10 @@ def curve_of(steps: dict) -> dict | None:
         losses = [r.get("loss") for r in recs]
         if any(v is None for v in losses):  # a step without a loss still cost tokens and time
             continue
+        weights = [r.get("tokens") or 1 for r in recs]  # the global batch's loss (balanced)
         tokens.append(n_tok)
         seconds.append(ms / 1000.0)
-        loss.append(sum(losses) / len(losses))
+        loss.append(sum(v * w for v, w in zip(losses, weights)) / sum(weights))
     return {"tokens": tokens, "seconds": seconds, "loss": loss} if loss else None
 
 
@@ -153,7 +154,7 @@ def _point(row: dict, members: list[dict], curves: dict, swept: dict) -> dict:
             "latency_ms": _number(swept.get(LATENCY_KEY)),
             "tokens_per_s": tps,
             "speedup_vs_ddp": tps / base_tps if tps is not None and base_tps else None,
-            "efficiency": row.get("efficiency"),
+            "efficiency": row.get("efficiency_overall") or row.get("efficiency"),
             "inter_site_bytes_per_step": row.get("inter_site_bytes_per_step"),
             "final_loss": row.get("final_loss"), "loss_gap_pct": gap}
 

@@ -57,7 +57,7 @@ def losses(label: str, members: list[dict], curves: dict, floors: dict, doc: dic
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("training loss, mean over ranks (nats/token)")
+    axes[0].set_ylabel("training loss, over ranks by tokens (nats/token)")
     axes[0].set_title(f"{label}: loss per token trained")
     axes[1].set_title(f"{label}: loss per unit of time")
     return sweep_report._save(fig, path)

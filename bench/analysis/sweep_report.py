@@ -124,7 +124,7 @@ def plot_slowdown(rows: list[dict], path: Path) -> Path:
     xs = range(len(rows))
     ax.bar(xs, [p[0] for p in parts], label="imbalance (slowest rank)", color="#d62728")
     ax.bar(xs, [p[1] for p in parts], bottom=[p[0] for p in parts],
-           label="network (injected link delay)", color="#1f77b4")
+           label="network (exposed link delay)", color="#1f77b4")
     ax.set_xticks(list(xs), [r["point"] for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("extra step time over ideal (x - 1)")
     ax.set_title("slowdown decomposition per point")

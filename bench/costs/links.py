@@ -9,8 +9,9 @@ lock-step, so every step lasts as long as the slowest link in the ring:
 
 alpha = latency_ms, beta = bandwidth (Gbit/s -> bytes/ms; null = unlimited). The ring crosses
 the inter-site link whenever there are two sites, and intra-site links whenever a site has two
-ranks. A collective that needs `rounds` dependent all-reduces (PowerSGD: P, then Q) pays the
-latency term once per round: 2(W-1) * max_links(rounds * alpha + (n/W) / beta).
+ranks. A collective that needs `rounds` dependent all-reduces (PowerSGD: the uncompressed
+tensors, then P, then Q) pays the latency term once per round:
+2(W-1) * max_links(rounds * alpha + (n/W) / beta).
 
 Routes (how a strategy's exchange travels; bench.strategies picks one per collective):
   ring          one ring over every rank (DDP)

@@ -90,6 +90,8 @@ class DelayedLink:
         wire_s = self._wire_s(OUTER_BUCKET, nbytes, route, 1)
         if ready_at is None:
             transfer()
+            if self._device.type == "cuda":  # NCCL calls return once queued: wait for the data
+                torch.cuda.synchronize(self._device)
             time.sleep(wire_s)
             return time.monotonic()
         last = self._instant(ready_at)

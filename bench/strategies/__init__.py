@@ -60,7 +60,9 @@ def build(cfg, env, model) -> Strategy:
     # The uniform split's gradient: DDP averages over W ranks, so a rank's mean loss over its
     # b_r sequences weighs b_r x W / B (B = the global batch) to count each sequence once.
     weight = mine * env.world_size / sum(batches)
-    exchange = exchange_mod.build(name, cfg.strategy, groups, env.world_size)
+    ratio = device_times.powersgd_ratio(cfg) \
+        if name == "powersgd" and device_times.workload_applies(cfg, env.device.type) else 1.0
+    exchange = exchange_mod.build(name, cfg.strategy, groups, env.world_size, ratio)
     outer = None
     if name in ("localsgd", "diloco"):
         lr, momentum = (1.0, 0.0) if name == "localsgd" else (cfg.strategy.outer_lr,

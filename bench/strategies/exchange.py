@@ -63,8 +63,9 @@ class Bf16:
 
 
 class PowerSgd:
-    """torch's powerSGD_hook (error feedback, warm start). Compressed buckets take two
-    dependent rounds (P, then Q); before `start_step` the hook runs a plain all-reduce.
+    """torch's powerSGD_hook (error feedback, warm start). Compressed buckets take three
+    dependent all-reduces (torch 2.x: the uncompressed tensors, then P in that one's callback,
+    then Q); before `start_step` the hook runs one plain all-reduce.
 
     The hook issues its Q all-reduce from P's completion callback. With several buckets in
     flight, ranks could issue one bucket's Q and the next bucket's P in different orders, and
@@ -76,7 +77,10 @@ class PowerSgd:
     (`sent_numel`); tests check it against the hook's counters (compression_stats)."""
     route = "ring"
 
-    def __init__(self, rank: int, start_step: int, world_size: int):
+    def __init__(self, rank: int, start_step: int, world_size: int, workload_ratio: float = 1.0):
+        # An emulated workload compresses better than its proxy (bigger matrices, same rank):
+        # compressed bytes x this ratio are the workload's share (bench.device_times).
+        self.workload_ratio = workload_ratio
         group = dist.new_group(list(range(world_size))) if dist.is_initialized() else None
         self.state = psgd.PowerSGDState(process_group=group, matrix_approximation_rank=rank,
                                         start_powerSGD_iter=max(2, start_step))
@@ -110,8 +114,8 @@ class PowerSgd:
             run()
         else:
             tail.add_done_callback(run)
-        return Sent(out, self.route, numel * bucket.buffer().element_size(),
-                    rounds=2 if compressed else 1)
+        nbytes = numel * bucket.buffer().element_size() * (self.workload_ratio if compressed else 1)
+        return Sent(out, self.route, nbytes, rounds=3 if compressed else 1)
 
 
 def _forward(done, out) -> None:
@@ -135,13 +139,14 @@ class Hierarchical:
         return Sent(_done(tensor), self.route, tensor.numel() * tensor.element_size())
 
 
-def build(name: str, strategy_cfg, groups, world_size: int):
+def build(name: str, strategy_cfg, groups, world_size: int, powersgd_ratio: float = 1.0):
     if name in ("localsgd", "diloco"):
         return SiteRing(groups)
     if name == "ddp_bf16":
         return Bf16()
     if name == "powersgd":
-        return PowerSgd(strategy_cfg.powersgd_rank, strategy_cfg.powersgd_start_step, world_size)
+        return PowerSgd(strategy_cfg.powersgd_rank, strategy_cfg.powersgd_start_step, world_size,
+                        powersgd_ratio)
     if name == "hierarchical":
         return Hierarchical(groups, world_size)
     return Ring(world_size)  # ddp, balanced
