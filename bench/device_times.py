@@ -93,18 +93,14 @@ def _compressed_share(vocab: int, seq_len: int, n_layer: int, n_head: int, n_emb
     """Elements torch's powerSGD_hook sends over the elements of the gradient, for bench.model.GPT
     (built on the meta device: shapes only, no memory)."""
     import torch
-    from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import _should_compress
 
     from bench.model import GPT
+    from bench.strategies.exchange import powersgd_numel
 
     heads = n_head if n_embd % n_head == 0 else 1
     with torch.device("meta"):
         model = GPT(vocab, seq_len, n_layer, heads, n_embd)
-    raw = sent = 0
-    for p in model.parameters():
-        n, k = p.reshape(p.shape[0], -1).shape
-        ok, full, small = _should_compress(n, k, min(n, k, rank), 2.0)
-        raw, sent = raw + full, sent + (small if ok else full)
+    raw, sent = powersgd_numel(model.parameters(), rank)
     return sent / raw
 
 

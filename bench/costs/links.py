@@ -94,7 +94,6 @@ def inter_site_bytes(route: str, nbytes: float, sites: list[str]) -> float:
 class LinkModel:
     def __init__(self, sites: list[str], intra: Link, inter: Link, seed: int):
         self.world_size = len(sites)
-        self.sites = list(sites)
         self.intra, self.inter = intra, inter
         self.links = links_in_ring(sites, intra, inter)
         self.seed = seed

@@ -94,15 +94,15 @@ def _pacing_row(records, info, extra_scale: float, scale: float) -> dict:
 
 def host_share(records, ranks, extra_scale: float):
     """Median share of the step that the emulation did not model: T minus the slowest rank's
-    compute, the injected link delay and the modelled optimizer step, over T. Exact for one
-    gradient bucket; with several, link delay that overlaps backward makes it an underestimate."""
+    compute, the link delay the step waited for (metrics' `exposed`: link time that overlapped
+    backward costs nothing) and the modelled optimizer step, over T."""
     opt = max(info["device_times"]["opt_ms"] for info in ranks) * extra_scale
     steps = metrics.complete_steps(records, len(ranks))
     shares = []
     for recs in steps.values():
         v = metrics.step_values(recs)
         compute_max = max(metrics.compute_ms(r) for r in recs)
-        shares.append(max(0.0, v["T"] - compute_max - v["injected"] - opt) / v["T"])
+        shares.append(max(0.0, v["T"] - compute_max - v["exposed"] - opt) / v["T"])
     return float(np.median(shares)) if shares else None
 
 

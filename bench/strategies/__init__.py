@@ -40,13 +40,14 @@ class Strategy:
     offset: int  # where they start in the step's global batch (bench.data.Batches)
     loss_weight: float  # the backward loss is loss x weight (balanced); records keep the loss
     outer: Optional[OuterSync]
-    groups: SiteGroups
 
     def describe(self) -> dict:
         out = {"name": self.name, "micro_batch": self.micro_batch, "loss_weight": self.loss_weight,
                "route": getattr(self.exchange, "route", None)}
         if self.outer:
             out.update(self.outer.describe())
+        if hasattr(self.exchange, "describe"):
+            out.update(self.exchange.describe())
         return out
 
 
@@ -70,4 +71,4 @@ def build(cfg, env, model) -> Strategy:
         outer = OuterSync(list(model.parameters()), cfg.strategy.sync_every, lr, momentum, groups,
                           env.world_size)
     offset = sum(batches[:env.rank])
-    return Strategy(name, exchange, mine, offset, weight, outer, groups)
+    return Strategy(name, exchange, mine, offset, weight, outer)

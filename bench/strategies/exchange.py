@@ -74,7 +74,7 @@ class PowerSgd:
     agreements use the default group). Backward is not held up; the wire is serial anyway.
 
     Bytes: what the hook will send, from its own compression test on the bucket's tensors
-    (`sent_numel`); tests check it against the hook's counters (compression_stats)."""
+    (`sent_numel`); a test checks it against the hook's own counters (`describe`)."""
     route = "ring"
 
     def __init__(self, rank: int, start_step: int, world_size: int, workload_ratio: float = 1.0):
@@ -90,13 +90,9 @@ class PowerSgd:
         """(elements the hook sends for this bucket, whether it compresses)."""
         if self.state.iter < self.state.start_powerSGD_iter:
             return bucket.buffer().numel(), False
-        total = 0
-        for grad in bucket.gradients():
-            n, m = grad.view(grad.shape[0], -1).shape
-            rank = min(n, m, self.state.matrix_approximation_rank)
-            ok, raw, compressed = psgd._should_compress(n, m, rank, self.state.min_compression_rate)
-            total += compressed if ok else raw
-        return total, True
+        _, sent = powersgd_numel(bucket.gradients(), self.state.matrix_approximation_rank,
+                                 self.state.min_compression_rate)
+        return sent, True
 
     def __call__(self, bucket) -> Sent:
         numel, compressed = self.sent_numel(bucket)
@@ -116,6 +112,22 @@ class PowerSgd:
             tail.add_done_callback(run)
         nbytes = numel * bucket.buffer().element_size() * (self.workload_ratio if compressed else 1)
         return Sent(out, self.route, nbytes, rounds=3 if compressed else 1)
+
+    def describe(self) -> dict:
+        """torch's own count of the elements its hook compressed and sent (this rank)."""
+        _, before, after = self.state.compression_stats()
+        return {"powersgd_numel_before": before, "powersgd_numel_after": after}
+
+
+def powersgd_numel(tensors, rank: int, min_compression_rate: float = 2.0) -> tuple[int, int]:
+    """(elements, elements powerSGD_hook sends) for these gradients, by the hook's own test:
+    each tensor viewed as (shape[0], -1) goes as rank-r factors where that compresses enough."""
+    raw = sent = 0
+    for t in tensors:
+        n, m = t.reshape(t.shape[0], -1).shape
+        ok, full, small = psgd._should_compress(n, m, min(n, m, rank), min_compression_rate)
+        raw, sent = raw + full, sent + (small if ok else full)
+    return raw, sent
 
 
 def _forward(done, out) -> None:

@@ -9,7 +9,6 @@ import torch.distributed as dist
 
 class SiteGroups:
     def __init__(self, sites: list[str], rank: int):
-        self.sites = list(sites)
         order = list(dict.fromkeys(sites))  # sites in rank order
         self.members = {s: [r for r, site in enumerate(sites) if site == s] for s in order}
         self.leaders = [self.members[s][0] for s in order]
