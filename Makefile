@@ -1,11 +1,17 @@
 # Every target sets itself up first (scripts/setup.sh: .venv, torch, hetbench).
-.PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host bench-remedies
+.PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host bench-remedies bench-soak \
+        bench-predict bench-predict-speed
 
 setup:
 	@scripts/setup.sh
 
 run: setup
 	.venv/bin/hetbench run $(ARGS)
+
+# nccl-tests-style collective timings by scope, with a fit of each link (docs/collectives.md).
+.PHONY: collectives
+collectives: setup
+	.venv/bin/hetbench collectives $(ARGS)
 
 # The whole suite, multi-process runs included (a few minutes on a 2-core laptop).
 test: setup
@@ -26,3 +32,12 @@ bench-host: setup
 
 bench-remedies: setup
 	.venv/bin/python benchmarks/remedies.py
+
+bench-soak: setup
+	.venv/bin/python benchmarks/soak.py
+
+bench-predict: setup
+	.venv/bin/python benchmarks/predict_validation.py
+
+bench-predict-speed: setup
+	.venv/bin/python benchmarks/predict_speed.py

@@ -4,6 +4,10 @@
   hetbench run -m a=1,2 b=x,y          a sweep: one torchrun group per point
   hetbench report RUN_DIR              analysis.json, report.html, plots/, trace.json
   hetbench calibrate [overrides...]    the time dilation D this machine needs for a config
+  hetbench collectives [overrides...]  nccl-tests-style collective timings by scope, link fit
+  hetbench predict [overrides...]      the same numbers from the models, for any world size
+  hetbench predict --from RUN_DIR      re-predict a finished run, measured vs predicted
+  hetbench predict -m a=1,2 b=x,y      a sweep of predictions, with plots and findings
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import sys
 from bench.config import ConfigError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # bench.interrupts.EXIT_INTERRUPTED (not imported: start-up stays light)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +37,27 @@ def _parser() -> argparse.ArgumentParser:
                                        "on this machine and prints the smallest time_scale D at "
                                        "which every rank keeps up with its emulated device.")
     calib.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    from bench.collectives import options as coll_options  # argparse only: no torch
+
+    coll = sub.add_parser("collectives", help="time collectives by size and scope (nccl-tests "
+                          "style) and fit each link's latency and bandwidth",
+                          description=coll_options.DESCRIPTION)
+    coll_options.add_options(coll)
+    pred = sub.add_parser("predict", help="predict step time, efficiency and slowdowns at any scale",
+                          description="The device and link models and the emulator's step "
+                                      "schedule, computed instead of run (device time). "
+                                      "predict.world_size=N scales the cluster's groups; "
+                                      "predict.jitter_pct, predict.straggler_rate/_ms or "
+                                      "predict.noise_from=RUN_DIR model per-rank variation.")
+    pred.add_argument("-m", "--multirun", action="store_true", help="sweep over comma lists")
+    pred.add_argument("--json", action="store_true", help="print one JSON object")
+    pred.add_argument("--from", dest="from_run", metavar="RUN_DIR",
+                      help="re-predict a finished run from its own config")
+    pred.add_argument("--out-root", default=None, help="where -m writes (default: out_root)")
+    pred.add_argument("--links", metavar="COLLECTIVES_JSON",
+                      help="links fitted by `hetbench collectives` in place of network.* "
+                           "(the same as predict.links_from=...)")
+    pred.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     return parser
 
 
@@ -46,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench.driver import run_one
 
             return run_one(args.overrides)
+        if args.command == "predict":
+            from bench.predict.cli import main as predict_main
+
+            return predict_main(args)
+        if args.command == "collectives":
+            from bench.collectives.driver import main as collectives_main
+
+            return collectives_main(args)
         if args.command == "calibrate":
             from bench.driver import calibrate_main
 
@@ -56,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"hetbench: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own: bench.interrupts)
+        print("\nhetbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -189,6 +189,25 @@ class LoggerConfig:
 
 
 @dataclass
+class PredictConfig:
+    """`hetbench predict` only (runs ignore it): scale, per-rank variation, fitted links."""
+    world_size: Optional[int] = None
+    """Scale the cluster's groups to this many ranks, in their proportions (null: as configured)."""
+    jitter_pct: float = 0.0
+    """Per-rank, per-step compute variation: standard deviation in % of the rank's compute."""
+    straggler_rate: float = 0.0
+    """Probability per rank and step of a transient slowdown of `straggler_ms`."""
+    straggler_ms: float = 0.0
+    noise_from: Optional[str] = None
+    """A run directory whose measured per-rank compute variation replaces jitter_pct."""
+    links_from: Optional[str] = None
+    """A `hetbench collectives` JSON whose fitted intra/inter-site links replace network.*."""
+    buckets: str = "emulated"
+    """emulated: the buckets `hetbench run` of this config sends (the trained model's, scaled to
+    an emulated workload); workload: the workload's own DDP buckets (a real cluster's)."""
+
+
+@dataclass
 class HetbenchConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -200,6 +219,7 @@ class HetbenchConfig:
     faults: List[FaultConfig] = field(default_factory=list)
     dist: DistConfig = field(default_factory=DistConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     straggler_threshold: float = 0.75
     out_root: str = "runs"
     run_id: Optional[str] = None
@@ -231,6 +251,7 @@ def compose(overrides: list[str]) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     _register()
+    _check_experiment(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
@@ -238,6 +259,17 @@ def compose(overrides: list[str]) -> DictConfig:
         raise ConfigError("overrides", " ".join(overrides), _hydra_fix(err)) from None
     validate(cfg)
     return cfg
+
+
+def _check_experiment(overrides: list[str]) -> None:
+    """configs/config.yaml lists the experiment as optional (none by default), and Hydra skips
+    an optional config that does not exist: a misspelt experiment would run the default."""
+    for o in overrides:
+        key, _, name = o.partition("=")
+        if key.lstrip("+") == "experiment" and name and "," not in name:
+            known = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+            if name not in known:
+                raise ConfigError("experiment", name, "no such experiment; known: " + ", ".join(known))
 
 
 def _hydra_fix(err: Exception) -> str:

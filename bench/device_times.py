@@ -117,6 +117,13 @@ def micro_batches(cfg) -> list[int]:
     world = config_mod.world_size(cfg)
     if cfg.strategy.name != "balanced":
         return [int(cfg.train.micro_batch)] * world
+    return balance.split_batch(world * int(cfg.train.micro_batch), step_work(cfg))
+
+
+def step_work(cfg) -> list:
+    """Per rank, a function: micro-batch -> its modelled step work in device ms (forward +
+    backward + optimizer), what the balanced split equalises."""
+    world = config_mod.world_size(cfg)
     uniform = rank_times(cfg, [int(cfg.train.micro_batch)] * world)
 
     def time_of(rank: int):
@@ -125,7 +132,7 @@ def micro_batches(cfg) -> list[int]:
             return t.compute_ms + t.opt_ms
         return at
 
-    return balance.split_batch(world * int(cfg.train.micro_batch), [time_of(r) for r in range(world)])
+    return [time_of(r) for r in range(world)]
 
 
 def _rank_time(cfg, rank: int, batch: int, at_uniform: devices.PhaseTimes) -> devices.PhaseTimes:

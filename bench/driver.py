@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bench import config as config_mod
-from bench import sinks
+from bench import interrupts, sinks
 
 
 def new_run_id() -> str:
@@ -43,26 +44,46 @@ def worker_env(cfg, run_id: str, run_dir: Path) -> dict:
 
 
 def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = False) -> int:
-    """Run one experiment under torchrun; returns torchrun's exit status."""
+    """Run one experiment under torchrun; returns torchrun's exit status, or EXIT_INTERRUPTED
+    after a Ctrl-C / SIGTERM (bench.interrupts: every rank stops and keeps its records)."""
     prepare_run_dir(cfg, run_dir, overrides)
     overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
     out = subprocess.DEVNULL if quiet else None
-    proc = subprocess.run(torchrun_command(cfg, overrides), env=worker_env(cfg, run_id, run_dir),
-                          stdout=out, stderr=out)
-    if proc.returncode != 0:
-        mark_failed(run_dir, f"torchrun exited with status {proc.returncode}")
-    return proc.returncode
+    # Its own session: a terminal's Ctrl-C reaches this process only, which stops the ranks once.
+    with interrupts.ForwardToTorchrun() as forward:
+        forward.attach(subprocess.Popen(torchrun_command(cfg, overrides), stdout=out, stderr=out,
+                                        env=worker_env(cfg, run_id, run_dir), start_new_session=True))
+        rc = forward.proc.wait()
+    if forward.signum is not None:
+        mark_status(run_dir, "interrupted", f"interrupted by {signal.Signals(forward.signum).name}")
+        return interrupts.EXIT_INTERRUPTED
+    if rc != 0:
+        mark_failed(run_dir, f"torchrun exited with status {rc}")
+    return rc
 
 
 def mark_failed(run_dir: Path, reason: str) -> None:
     """A rank killed hard cannot say so itself: the driver makes the run directory tell."""
+    mark_status(run_dir, "failed", reason)
+
+
+def mark_status(run_dir: Path, status: str, reason: str) -> None:
+    """Set status in metadata.json and summary.json (creating minimal ones if no rank could),
+    keeping a rank's own error message when it wrote one."""
     for name in ("metadata.json", "summary.json"):
         path = run_dir / name
-        doc = sinks.read_json(path) if path.exists() else {"run_id": run_dir.name}
-        if doc.get("status") != "failed":
-            doc["status"] = "failed"
+        try:
+            doc = sinks.read_json(path) if path.exists() else {"run_id": run_dir.name}
+        except ValueError:  # cannot happen with atomic writes; never lose the status over it
+            doc = {"run_id": run_dir.name}
+        if doc.get("status") != status:
+            doc["status"] = status
             doc.setdefault("error", reason)
-            sinks.write_json_atomic(path, doc)
+            try:
+                sinks.write_json_atomic(path, doc)
+            except OSError as err:  # a full disk: say so, and which run it was
+                print(f"hetbench: error: could not mark {path} {status}: {err}; the run "
+                      f"directory is {run_dir}", file=sys.stderr, flush=True)
 
 
 def calibrate(cfg, overrides: list[str], run_dir: Path) -> dict:
@@ -129,8 +150,14 @@ def run_one(overrides: list[str]) -> int:
     print(f"hetbench: run {run_id}: {config_mod.world_size(cfg)} ranks "
           f"({cfg.cluster.name} over {cfg.network.name}), {cfg.train.steps} steps -> {run_dir}",
           flush=True)
-    rc = launch(cfg, overrides, run_dir, run_id)
-    status = "ok" if rc == 0 else f"FAILED (torchrun exit status {rc})"
+    try:
+        rc = launch(cfg, overrides, run_dir, run_id)
+    except OSError as err:  # the run directory could not be made or written: nothing started
+        print(f"hetbench: error: cannot write the run directory {run_dir}: {err}; free space "
+              "there or set out_root= to a disk with room", file=sys.stderr, flush=True)
+        return 1
+    status = {0: "ok", interrupts.EXIT_INTERRUPTED: "interrupted"}.get(
+        rc, f"FAILED (torchrun exit status {rc})")
     print(f"hetbench: run {status}; results in {run_dir}\n"
           f"hetbench: make the report with: hetbench report {run_dir}", flush=True)
-    return 0 if rc == 0 else 1
+    return rc if rc in (0, interrupts.EXIT_INTERRUPTED) else 1

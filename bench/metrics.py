@@ -11,6 +11,9 @@ Per measured step s over W ranks:
   T_ideal_s = T_bal_s - exposed_s
   exposed_s = min(injected_s, max_r transfer_ms + max_r outer_ms): the injected link delay the
               step waited for (with several buckets, link time overlaps backward and is hidden)
+Per rank (medians): relative_score = min_k compute_k / compute_r; expected_score the same from
+the device model's speeds; flagged (a straggler) when slower than its own device should be:
+relative_score < threshold x expected_score, or, emulating, compute > target / threshold.
 Summary statistics are medians over measured (non-warmup) steps.
 """
 from __future__ import annotations
@@ -55,20 +58,28 @@ def complete_steps(records: Iterable[dict], world_size: int, measured_only: bool
 
 def step_values(recs: list[dict]) -> dict:
     """Cluster-level numbers of one step from its W records."""
-    w = len(recs)
     compute = np.array([compute_ms(r) for r in recs])
-    T = max(r["step_ms"] for r in recs)
-    injected = max(r["injected_ms"] for r in recs)
     waited = max(r.get("transfer_ms") or 0.0 for r in recs) + max(r.get("outer_ms", 0.0) for r in recs)
+    return cluster_values(max(r["step_ms"] for r in recs), compute,
+                          np.array([r["tokens"] for r in recs], dtype=float),
+                          max(r["injected_ms"] for r in recs), waited)
+
+
+def cluster_values(T: float, compute: np.ndarray, tokens: np.ndarray, injected: float,
+                   waited: float, counts: Optional[np.ndarray] = None,
+                   slowest: Optional[float] = None) -> dict:
+    """step_values' formulas on arrays: one entry per rank, or per class of `counts` identical
+    ranks (bench.predict); `slowest` = the slowest rank's compute where it is not the slowest
+    entry's (an expected order statistic)."""
+    n = np.ones(len(compute)) if counts is None else np.asarray(counts, dtype=float)
     exposed = min(injected, waited)
     # The same work split in proportion to speed (tokens_r / compute_r): B / sum(speed); with
     # equal batches that is W / sum(1 / compute), with a balanced split it counts each rank's work.
-    tokens = np.array([r["tokens"] for r in recs], dtype=float)
-    balanced_compute = tokens.sum() / np.sum(tokens / compute)
-    T_bal = T - compute.max() + balanced_compute
+    balanced_compute = np.sum(n * tokens) / np.sum(n * tokens / compute)
+    T_bal = T - (compute.max() if slowest is None else slowest) + balanced_compute
     return {"T": T, "T_bal": T_bal, "T_ideal": T_bal - exposed, "injected": injected,
-            "exposed": exposed,
-            "efficiency": compute.sum() / (w * T), "tokens": sum(r["tokens"] for r in recs)}
+            "exposed": exposed, "efficiency": float(np.sum(n * compute) / (n.sum() * T)),
+            "tokens": float(np.sum(n * tokens))}
 
 
 def percentiles(values) -> dict:
@@ -85,24 +96,83 @@ def expected_scores(speeds: list[Optional[float]]) -> list[Optional[float]]:
     return [s / top for s in speeds]
 
 
-def rank_rows(steps: dict, ranks: list[dict], threshold: float) -> list[dict]:
-    """Per-rank medians and straggler scores. `ranks`: [{rank, site, device, emulated_device, speed}]."""
+def pacing_targets(ranks: list[dict], scale: float = 1.0) -> list[Optional[float]]:
+    """Each rank's compute target when it emulates a device: its device compute ms x `scale`
+    (1 when the records are in device time); None for a rank that runs at its own speed."""
+    out = []
+    for info in ranks:
+        times = info.get("device_times") or {}
+        emulated = info.get("emulated_device") and times.get("compute_ms")
+        out.append(times["compute_ms"] * scale if emulated else None)
+    return out
+
+
+# Why a rank is (or is not) a straggler; summary.json ranks[].reason.
+OK, DEVICE = "ok", "device"                  # not slow; slow only as its device predicts
+BELOW_EXPECTED, OVER_TARGET = "below_expected", "over_target"   # flagged: slower than its device
+BELOW_THRESHOLD = "below_threshold"          # flagged: slow, and no device model to excuse it
+
+
+def straggler_reason(score: float, expected: Optional[float], compute: float,
+                     target: Optional[float], threshold: float) -> str:
+    """Flag a rank for being slower than its own hardware should be, not for being slower
+    than the fastest GPU: on a mixed fleet the second is not news (NVRx's individual vs
+    relative scores). With threshold t: flagged when score < t x expected, or (emulating)
+    compute > target / t; without a device model, when score < t."""
+    if expected is None:
+        return BELOW_THRESHOLD if score < threshold else OK
+    if score < threshold * expected:
+        return BELOW_EXPECTED
+    if target is not None and compute * threshold > target:
+        return OVER_TARGET
+    return DEVICE if score < threshold else OK
+
+
+def rank_rows(steps: dict, ranks: list[dict], threshold: float,
+              targets: Optional[list] = None) -> list[dict]:
+    """Per-rank medians and straggler scores. `ranks`: [{rank, site, device, emulated_device,
+    speed, device_times}]; `targets`: compute targets in the records' time base (default:
+    pacing_targets(ranks), right for device-time records)."""
     w = len(ranks)
     col = {key: [np.median([recs[r][key] for recs in steps.values()]) for r in range(w)]
            for key in ("wait_ms", "transfer_ms")}
     compute = [float(np.median([compute_ms(recs[r]) for recs in steps.values()])) for r in range(w)]
     fastest = min(compute)
     expected = expected_scores([info.get("speed") for info in ranks])
+    targets = pacing_targets(ranks) if targets is None else targets
     rows = []
     for r, info in enumerate(ranks):
         score = fastest / compute[r]
+        reason = straggler_reason(score, expected[r], compute[r], targets[r], threshold)
         rows.append({"rank": r, "site": info["site"], "device": info["device"],
                      "emulated_device": info.get("emulated_device"),
                      "compute_ms_p50": compute[r], "wait_ms_p50": float(col["wait_ms"][r]),
                      "transfer_ms_p50": float(col["transfer_ms"][r]),
                      "relative_score": score, "expected_score": expected[r],
-                     "flagged": bool(score < threshold)})
+                     "target_compute_ms": targets[r],
+                     "flagged": reason in FLAGGED, "reason": reason})
     return rows
+
+
+FLAGGED = (BELOW_EXPECTED, OVER_TARGET, BELOW_THRESHOLD)
+
+
+def over_steps(per_step: list[dict]) -> dict:
+    """The summary's statistics over steps of step_values / cluster_values."""
+    T = np.array([v["T"] for v in per_step])
+    return {
+        "step_ms": percentiles(T),
+        "tokens_per_s": float(sum(v["tokens"] for v in per_step) / T.sum() * 1000.0),
+        "efficiency": float(np.median([v["efficiency"] for v in per_step])),
+        # Over all measured time: a sync every H steps, which a median skips, counts here.
+        "efficiency_overall": float(sum(v["efficiency"] * v["T"] for v in per_step) / T.sum()),
+        "slowdown": {
+            "balance": float(np.median([v["T"] / v["T_bal"] for v in per_step])),
+            "network": float(np.median([v["T"] / (v["T"] - v["exposed"]) for v in per_step])),
+            "total": float(np.median([v["T"] / v["T_ideal"] for v in per_step])),
+        },
+        "injected_ms_p50": float(np.median([v["injected"] for v in per_step])),
+    }
 
 
 def final_loss(records: list[dict], window: int = 10) -> Optional[float]:
@@ -115,30 +185,20 @@ def final_loss(records: list[dict], window: int = 10) -> Optional[float]:
     return float(np.average([r["loss"] for r in tail], weights=[r["tokens"] for r in tail]))
 
 
-def summarize(records: list[dict], ranks: list[dict], threshold: float = 0.75) -> dict:
-    """The summary's numbers (without run_id/status, which the sink adds)."""
+def summarize(records: list[dict], ranks: list[dict], threshold: float = 0.75,
+              targets: Optional[list] = None) -> dict:
+    """The summary's numbers (without run_id/status, which the sink adds). `targets`: see
+    rank_rows."""
     w = len(ranks)
     steps = complete_steps(records, w)
     if not steps:
         return {"world_size": w, "steps_measured": 0}
-    per_step = [step_values(recs) for recs in steps.values()]
-    T = np.array([v["T"] for v in per_step])
-    rows = rank_rows(steps, ranks, threshold)
+    rows = rank_rows(steps, ranks, threshold, targets)
     return {
         "schema_version": SCHEMA_VERSION,
         "world_size": w,
         "steps_measured": len(steps),
-        "step_ms": percentiles(T),
-        "tokens_per_s": float(sum(v["tokens"] for v in per_step) / T.sum() * 1000.0),
-        "efficiency": float(np.median([v["efficiency"] for v in per_step])),
-        # Over all measured time: a sync every H steps, which a median skips, counts here.
-        "efficiency_overall": float(sum(v["efficiency"] * v["T"] for v in per_step) / T.sum()),
-        "slowdown": {
-            "balance": float(np.median([v["T"] / v["T_bal"] for v in per_step])),
-            "network": float(np.median([v["T"] / (v["T"] - v["exposed"]) for v in per_step])),
-            "total": float(np.median([v["T"] / v["T_ideal"] for v in per_step])),
-        },
-        "injected_ms_p50": float(np.median([v["injected"] for v in per_step])),
+        **over_steps([step_values(recs) for recs in steps.values()]),
         "ranks": rows,
         "stragglers": [row["rank"] for row in rows if row["flagged"]],
         "final_loss": final_loss(records),

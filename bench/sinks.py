@@ -2,10 +2,12 @@
 The W&B logger lives in bench/wandb_logger.py behind the same no-op interface (NullLogger)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # Environment variables worth recording. An allow-list, never a dump: a dump leaks keys.
@@ -18,11 +20,17 @@ ENV_ALLOW = ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "TORCHELASTIC_RUN_
 def write_json_atomic(path: Path, obj) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
+    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"  # a bad value fails before any write
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk (or anything else) leaves the old file whole and no temporary behind.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _jsonable(value):
@@ -57,6 +65,13 @@ class RankLog:
         if not self._file.closed:
             self._file.close()
 
+    def abandon(self) -> None:
+        """Close without writing what is buffered (the disk refused it)."""
+        try:
+            os.close(self._file.fileno())
+        except (OSError, ValueError):
+            pass
+
 
 def read_rank_logs(run_dir: Path) -> list[dict]:
     records = []
@@ -67,17 +82,28 @@ def read_rank_logs(run_dir: Path) -> list[dict]:
 
 
 class Progress:
-    """Rank 0's live line: step, tokens/s, ETA. Redraws in place on a terminal."""
+    """Rank 0's live line: step, tokens/s, ETA. Redraws in place on a terminal.
 
-    def __init__(self, total_steps: int, stream=None, time_base: str = "wall"):
+    tok/s and the step time are in the run's time base (device time when emulating); the ETA is
+    in this machine's wall time: the steps left x the wall seconds per step since the previous
+    line (gathers and pacing included), which is what the rest of the run will cost."""
+
+    def __init__(self, total_steps: int, stream=None, time_base: str = "wall", clock=time.monotonic):
         self.total, self.stream = total_steps, stream or sys.stdout
         self.tty = self.stream.isatty()
         self.unit = "ms" if time_base == "wall" else f"{time_base} ms"
+        self.clock = clock
+        self.last_step, self.last_time = -1, clock()  # the loop starts right after this
 
-    def update(self, step: int, tokens_per_s: float, step_ms: float, loss: float,
-               host_step_ms: float | None = None) -> None:
-        """tok/s and step in the run's time base; the ETA in this machine's wall time."""
-        eta = (self.total - step - 1) * (host_step_ms or step_ms) / 1000.0
+    def eta_s(self, step: int) -> float:
+        """Wall seconds left after `step` (0-based), at the pace since the previous line."""
+        now = self.clock()
+        per_step = (now - self.last_time) / max(1, step - self.last_step)
+        self.last_step, self.last_time = step, now
+        return (self.total - step - 1) * per_step
+
+    def update(self, step: int, tokens_per_s: float, step_ms: float, loss: float) -> None:
+        eta = self.eta_s(step)
         line = (f"step {step + 1:>5}/{self.total}  {tokens_per_s:>9,.0f} tok/s  "
                 f"step {step_ms:7.2f} {self.unit}  loss {loss:6.3f}  ETA {eta:5.0f}s")
         self.stream.write(("\r" + line) if self.tty else line + "\n")
@@ -90,7 +116,8 @@ class Progress:
 
 
 def format_table(summary: dict) -> str:
-    """One row per rank: device, site, compute, wait, transfer (ms, p50), score, flagged."""
+    """One row per rank: device, site, compute, wait, transfer (ms, p50), score, flagged
+    (flag_text)."""
     head = f"{'rank':>4}  {'device':<12} {'emulates':<10} {'site':<5} {'compute(ms)':>11} " \
            f"{'wait(ms)':>9} {'transfer(ms)':>12} {'score':>6} {'expected':>8}  flagged"
     lines = [head, "-" * len(head)]
@@ -100,8 +127,16 @@ def format_table(summary: dict) -> str:
             f"{row['rank']:>4}  {str(row['device'])[:12]:<12} {str(row['emulated_device'] or '-'):<10} "
             f"{row['site']:<5} {row['compute_ms_p50']:>11.2f} {row['wait_ms_p50']:>9.2f} "
             f"{row['transfer_ms_p50']:>12.2f} {row['relative_score']:>6.2f} {expected:>8}  "
-            f"{'YES' if row['flagged'] else ''}")
+            f"{flag_text(row)}")
     return "\n".join(lines)
+
+
+def flag_text(row: dict) -> str:
+    """STRAGGLER: slower than its own device should be; expected: slow only because its device
+    is slower than the fastest (not news on a mixed fleet); blank otherwise."""
+    if row["flagged"]:
+        return "STRAGGLER"
+    return "expected" if row.get("reason") == "device" else ""
 
 
 def format_headline(summary: dict) -> str:

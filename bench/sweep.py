@@ -23,7 +23,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from bench import config as config_mod
-from bench import device_times, driver, sinks
+from bench import device_times, driver, interrupts, sinks
 from bench.config import ConfigError
 
 SWEEP_SCHEMA_VERSION = 1
@@ -256,6 +256,11 @@ def run_sweep(overrides: list[str]) -> int:
     for point, cfg in zip(p.points, p.configs):
         rows.append(run_point(p, point, cfg, clock))
         write_tables(p, rows)
+        if rows[-1]["status"] == "interrupted":  # the user stopped it: no further point starts
+            print(f"hetbench: sweep {p.sweep_id} interrupted at point {point.name}; resume it "
+                  f"with the same command and sweep_id={p.sweep_id} (finished points are kept)",
+                  flush=True)
+            return interrupts.EXIT_INTERRUPTED
     failed = [r["point"] for r in rows if r["status"] != "ok"]
     print(f"hetbench: sweep {p.sweep_id} done in {_fmt_s(clock.elapsed())}: {n - len(failed)} ok, "
           f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}\n"
@@ -284,7 +289,8 @@ def run_point(p: Plan, point: Point, cfg, clock: "Clock") -> dict:
         driver.mark_failed(run_dir, f"could not start torchrun: {err}")
     elapsed = time.monotonic() - started
     clock.done(elapsed)
-    status = "ok" if rc == 0 and finished_ok(run_dir) else "failed"
+    status = "ok" if rc == 0 and finished_ok(run_dir) else \
+        "interrupted" if rc == interrupts.EXIT_INTERRUPTED else "failed"
     print(f"{label}: {status} in {_fmt_s(elapsed)}; {clock.eta_text()}", flush=True)
     return row_for(point, run_id, run_dir, status, elapsed, reused=False)
 

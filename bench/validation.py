@@ -2,12 +2,14 @@
 the fix, before any process starts."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from bench import config as config_mod, hardware
 from bench.costs import devices
@@ -15,7 +17,19 @@ from bench.config import ConfigError, world_size
 
 
 def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None:
+    try:
+        _validate_all(cfg, launched_world_size)
+    except OmegaConfBaseException as err:  # a required field left out, a broken ${...}
+        key = getattr(err, "full_key", None) or "config"
+        value = "???" if isinstance(err, MissingMandatoryValue) else "${...}"
+        raise ConfigError(key, value, f"{str(err).splitlines()[0]}; set {key} (see configs/ "
+                          "for an example of every key)") from None
+
+
+def _validate_all(cfg: DictConfig, launched_world_size: Optional[int]) -> None:
     _validate_known_keys(cfg, "")
+    _validate_finite(cfg, "")
+    _validate_ids(cfg)
     _validate_cluster(cfg, launched_world_size)
     _validate_network(cfg)
     _validate_train(cfg)
@@ -23,6 +37,31 @@ def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None
     _validate_faults(cfg)
     _validate_emulation(cfg)
     _validate_strategy(cfg)
+    _validate_predict(cfg)
+
+
+def _validate_predict(cfg: DictConfig) -> None:
+    """`hetbench predict`'s keys (runs ignore them, but a bad value is still a typo)."""
+    p = cfg.predict
+    if p.world_size is not None and p.world_size < len(cfg.cluster.groups):
+        raise ConfigError("predict.world_size", p.world_size,
+                          f"use at least one rank per group ({len(cfg.cluster.groups)}), or null "
+                          "for the cluster as configured")
+    if not 0 <= p.jitter_pct < 100:
+        raise ConfigError("predict.jitter_pct", p.jitter_pct, "use a percentage in [0, 100)")
+    if not 0 <= p.straggler_rate <= 1:
+        raise ConfigError("predict.straggler_rate", p.straggler_rate, "use a probability in [0, 1]")
+    if p.straggler_ms < 0:
+        raise ConfigError("predict.straggler_ms", p.straggler_ms, "use 0 or a positive delay in ms")
+    if p.buckets not in ("emulated", "workload"):
+        raise ConfigError("predict.buckets", p.buckets, "use emulated (what `hetbench run` sends) "
+                          "or workload (the workload's own DDP buckets)")
+    if p.noise_from and not (Path(p.noise_from) / "metadata.json").exists():
+        raise ConfigError("predict.noise_from", p.noise_from,
+                          "not a run directory (no metadata.json); point it at runs/<id>")
+    if p.links_from and not Path(p.links_from).is_file():
+        raise ConfigError("predict.links_from", p.links_from,
+                          "no such file; point it at runs/<id>/collectives.json of `hetbench collectives`")
 
 
 def _validate_strategy(cfg: DictConfig) -> None:
@@ -73,10 +112,41 @@ def _validate_known_keys(node: Any, prefix: str) -> None:
         _validate_known_keys(node[key], path)
 
 
+def _validate_finite(node: Any, prefix: str) -> None:
+    """nan and inf pass every `< 0` test and then break a sleep, a timedelta or a division."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        items = node.items() if isinstance(node, DictConfig) else enumerate(node)
+        for key, _ in items:
+            path = (f"{prefix}[{key}]" if isinstance(key, int)
+                    else f"{prefix}.{key}" if prefix else str(key))
+            if OmegaConf.is_missing(node, key):
+                continue  # reported where the field is needed, with its own message
+            _validate_finite(node[key], path)
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(prefix, node, "use a finite number (null where the key allows "
+                                        "'no limit', e.g. bandwidth_gbps)")
+
+
+def _validate_ids(cfg: DictConfig) -> None:
+    """Ids name folders under out_root: no separators, no escaping it."""
+    for key in ("run_id", "sweep_id"):
+        value = cfg[key]
+        if value is not None and (not str(value).strip() or any(c in str(value) for c in "/\\")
+                                  or str(value) in (".", "..")):
+            raise ConfigError(key, value, "use a plain folder name (letters, digits, - _ .), "
+                                          "no path separators")
+
+
 def validate_devices(cfg: DictConfig) -> None:
     """Checks that need torch (the driver calls this before starting torchrun)."""
     import torch
 
+    if world_size(cfg) > MAX_LOCAL_RANKS:
+        arithmetic = " + ".join(str(g.count) for g in cfg.cluster.groups)
+        raise ConfigError("cluster.groups", f"{arithmetic} = {world_size(cfg)} ranks",
+                          f"`hetbench run` starts every rank on this machine, at most "
+                          f"{MAX_LOCAL_RANKS}; use fewer ranks, or launch torchrun on each node "
+                          "(`hetbench predict` models large clusters without running them)")
     cuda = torch.cuda.is_available()
     if cfg.train.device == "cuda" and not cuda:
         raise ConfigError("train.device", "cuda", "no CUDA device is visible here; use "
@@ -137,11 +207,24 @@ def _validate_train(cfg: DictConfig) -> None:
         raise ConfigError("train.warmup_steps", t.warmup_steps,
                           f"use 0 <= warmup_steps < train.steps ({t.steps}): warmup steps are "
                           "excluded from every statistic, so some steps must remain")
-    if cfg.dist.timeout_s <= 0:
-        raise ConfigError("dist.timeout_s", cfg.dist.timeout_s, "use a positive number of seconds")
+    if not 0 < cfg.dist.timeout_s <= MAX_TIMEOUT_S:
+        raise ConfigError("dist.timeout_s", cfg.dist.timeout_s,
+                          f"use a positive number of seconds, at most {MAX_TIMEOUT_S:.0f} (a week)")
+    if t.seed < 0:
+        raise ConfigError("train.seed", t.seed, "use 0 or a positive integer (numpy's seeds)")
+    if t.lr <= 0:
+        raise ConfigError("train.lr", t.lr, "use a positive learning rate (3e-3 is the default)")
+    if t.threads_per_rank is not None and t.threads_per_rank < 1:
+        raise ConfigError("train.threads_per_rank", t.threads_per_rank,
+                          "use 1 or more threads, or null for cores // ranks")
+    if not 0 < cfg.straggler_threshold <= 1:
+        raise ConfigError("straggler_threshold", cfg.straggler_threshold,
+                          "use a share in (0, 1]: a rank is flagged under threshold x the score "
+                          "its device should reach (0.75 is the default)")
+    _validate_model(cfg)
     if cfg.emulation.calibration_steps < 1:
         raise ConfigError("emulation.calibration_steps", cfg.emulation.calibration_steps, "use 1 or more")
-    if cfg.model.n_embd % cfg.model.n_head:
+    if cfg.model.n_embd % cfg.model.n_head:  # positive: _validate_model ran first
         raise ConfigError("model.n_head", cfg.model.n_head,
                           f"must divide model.n_embd ({cfg.model.n_embd})")
     for key in ("vocab_size", "branching"):
@@ -155,6 +238,16 @@ def _validate_train(cfg: DictConfig) -> None:
     if cfg.data.kind == "text" and Path(cfg.data.path).stat().st_size < max(1024, t.seq_len + 2):
         raise ConfigError("data.path", cfg.data.path, f"the file is too short; use at least "
                           f"{max(1024, t.seq_len + 2)} bytes of text (1 KiB, and train.seq_len + 2)")
+
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_LOCAL_RANKS = 256  # one process per rank on one machine
+
+
+def _validate_model(cfg: DictConfig) -> None:
+    for key in ("n_layer", "n_head", "n_embd"):
+        if cfg.model[key] < 1:
+            raise ConfigError(f"model.{key}", cfg.model[key], "use a positive integer")
 
 
 def _validate_choices(cfg: DictConfig) -> None:
@@ -184,6 +277,8 @@ def _validate_faults(cfg: DictConfig) -> None:
                               f"the cluster has ranks 0..{size - 1}; aim the fault at one of them")
         if fault.kind == "slow" and fault.ms <= 0:
             raise ConfigError(f"faults[{i}].ms", fault.ms, "a slow fault needs ms > 0")
+        if fault.start_step < 0:
+            raise ConfigError(f"faults[{i}].start_step", fault.start_step, "use step 0 or later")
         if fault.end_step is not None and fault.end_step <= fault.start_step:
             raise ConfigError(f"faults[{i}].end_step", fault.end_step,
                               f"must be after start_step ({fault.start_step}), or null")

@@ -15,11 +15,12 @@ import torch.distributed as dist
 
 import bench
 from bench import config as config_mod
-from bench import device_times, emulate, metrics, sinks, timebase
+from bench import device_times, emulate, interrupts, metrics, sinks, timebase
 from bench.costs import devices
 from bench.dist import DistEnv, measure_clock_offsets
 from bench.hardware import detect_local_device, lookup
 from bench.model import describe
+from bench.records import BOOLS, INTS, RecordTable
 from bench.trainer import NoLink, NoPacing, Trainer
 
 
@@ -44,12 +45,14 @@ def git_sha() -> str | None:
 
 
 class RankRun:
-    def __init__(self, cfg, env: DistEnv, run_dir: Path, run_id: str, calibrate_only: bool = False):
+    def __init__(self, cfg, env: DistEnv, run_dir: Path, run_id: str, calibrate_only: bool = False,
+                 stop: interrupts.RankStop | None = None):
         self.cfg, self.env, self.run_dir, self.run_id = cfg, env, Path(run_dir), run_id
+        self.stop = stop or interrupts.RankStop()  # not installed: never requested
         self.calibrate_only = calibrate_only  # a sweep's probe: calibrate, write, no training
         self.is_main = env.rank == 0
         self.pending: list[dict] = []  # this rank's records not yet gathered
-        self.all_records: list[dict] = []  # rank 0: every rank's attributed records
+        self.all_records = RecordTable(STORED)  # rank 0: every rank's attributed records
         self.log = sinks.RankLog(self.run_dir, env.rank)
         self.logger = sinks.NullLogger()
         # Filled by setup(); close() must work even if setup failed half-way.
@@ -103,6 +106,8 @@ class RankRun:
             return self._write_calibration()
         progress = sinks.Progress(self.cfg.train.steps, time_base=self.time_base) \
             if self.is_main else None
+        self.stop.check()  # a Ctrl-C during set-up
+        self.stop.deferred = True  # from here on, stop at a step boundary, never inside a step
         self.run_steps(range(self.cfg.train.steps), progress)
         if progress:
             progress.close()
@@ -112,11 +117,12 @@ class RankRun:
         every, last = self.cfg.train.log_every, self.cfg.train.steps - 1
         for step in steps:
             self.pending.append(self.trainer.step(step))
+            self.stop.check()
             if (step + 1) % every == 0 or step == last:
                 window = self._gather_window()
                 self._align_next_step()
                 if progress:
-                    _show_progress(progress, window, step, self.scale)
+                    _show_progress(progress, window, step)
 
     def _align_next_step(self) -> None:
         """The gather is no step's time: the ranks agree on one instant (the last to get here,
@@ -152,18 +158,41 @@ class RankRun:
 
     # -- the end ------------------------------------------------------------------------------
 
-    def close(self, ok: bool, error: str | None = None) -> None:
-        """Runs on every path. Unattributed records still go to disk (wait/transfer null)."""
-        if self.pending:
-            self.log.write(self.pending)
+    def close(self, status: str, error: str | None = None) -> None:
+        """Runs on every path (status ok, failed or interrupted). Unattributed records still go
+        to disk (wait/transfer null)."""
+        self.stop.deferred = True  # a Ctrl-C now must not cut the summary short
+        disk_error = self._close_log()
+        if disk_error is not None and status == "ok":
+            status, error = "failed", f"rank {self.env.rank}: could not write its records: {disk_error}"
+        if self.is_main and not self.calibrate_only:
+            summary = self._summary(status)
+            if error:
+                summary["error"] = error
+            sinks.write_json_atomic(self.run_dir / "summary.json", summary)
+            self._write_metadata(status, error)
+            self.logger.finish(summary, status == "ok")
+            self._print_summary(summary)
+        if disk_error is not None:
+            raise disk_error  # the rank fails; the summary above still says what was measured
+
+    def _close_log(self) -> OSError | None:
+        """Write the pending records and close the log; a full disk is returned, not raised,
+        so that rank 0 still tries to write the summary (a few kB, where the log needs more)."""
+        try:
+            if self.pending:
+                self.log.write(self.pending)
             self.pending = []
-        self.log.close()
-        if not self.is_main or self.calibrate_only:
-            return
-        summary = self._summary("ok" if ok else "failed")
-        sinks.write_json_atomic(self.run_dir / "summary.json", summary)
-        self._write_metadata("ok" if ok else "failed", error)
-        self.logger.finish(summary, ok)
+            self.log.close()
+        except OSError as err:
+            self.log.abandon()
+            return err
+        return None
+
+    def _print_summary(self, summary: dict) -> None:
+        if summary["status"] != "ok":
+            print(f"hetbench: run {summary['status']}; the table covers the steps every rank "
+                  "recorded before it stopped", flush=True)
         if summary.get("steps_measured"):
             print(sinks.format_table(summary), flush=True)
             print(sinks.format_headline(summary), flush=True)
@@ -172,22 +201,30 @@ class RankRun:
 
     def _summary(self, status: str) -> dict:
         summary = {"world_size": self.env.world_size, "steps_measured": 0}
+        records = self.all_records.records()
         if self.ranks:
-            summary = metrics.summarize(self.all_records, self.ranks, self.cfg.straggler_threshold)
-            summary["emulation"] = emulate.summary_section(self.all_records, self.ranks,
+            summary = metrics.summarize(records, self.ranks, self.cfg.straggler_threshold,
+                                        self._targets())
+            summary["emulation"] = emulate.summary_section(records, self.ranks,
                                                            self.pacer, self.link, self.scale)
         if summary.get("step_ms"):
             summary["host_step_ms_p50"] = summary["step_ms"]["p50"] * self.scale
-            summary.update(self._strategy_numbers(summary["tokens_per_s"]))
+            summary.update(self._strategy_numbers(records, summary["tokens_per_s"]))
         summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=self.run_id, status=status,
                        time_base=self.time_base, time_scale=self.scale,
                        entropy_floor=self.trainer.language.entropy_floor if self.trainer else None)
         return summary
 
-    def _strategy_numbers(self, tokens_per_s: float) -> dict:
+    def _targets(self) -> list:
+        """Each rank's compute target in the reported time base (None when not paced)."""
+        if not self.pacer.active or self.pacer.time_scale is None:
+            return [None] * len(self.ranks)
+        return metrics.pacing_targets(self.ranks, self.pacer.time_scale / self.scale)
+
+    def _strategy_numbers(self, records: list[dict], tokens_per_s: float) -> dict:
         """The strategy, its inter-site bytes per step (mean over measured steps, so a periodic
         sync counts at its rate) and the sum-of-speeds ideal it is measured against."""
-        steps = metrics.complete_steps(self.all_records, self.env.world_size)
+        steps = metrics.complete_steps(records, self.env.world_size)
         per_step = [max(r["inter_site_bytes"] for r in recs) for recs in steps.values()]
         # The ideal is in device time: comparable only with a device-time tokens/s.
         ideal = device_times.ideal_tokens_per_s(self.cfg) \
@@ -248,14 +285,14 @@ ALIGN_MARGIN_S = 0.002  # lets every rank wake from the agreement before the com
 GATHERED = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s", "data_ms",
             "fwd_ms", "bwd_ms", "pad_ms", "injected_ms", "opt_ms", "step_ms",
             "tokens", "loss", "fault_ms", "overrun_ms", "lag_ms", "outer_ms", "inter_site_bytes")
-_INTS, _BOOLS = ("step", "rank", "tokens"), ("warmup",)
+STORED = GATHERED + ("wait_ms", "transfer_ms")  # what rank 0 keeps: attributed records
 
 
 def _unpack(row: list[float]) -> dict:
     rec = dict(zip(GATHERED, row))
-    for key in _INTS:
+    for key in INTS:
         rec[key] = int(rec[key])
-    for key in _BOOLS:
+    for key in BOOLS:
         rec[key] = bool(rec[key])
     return rec
 
@@ -270,12 +307,19 @@ def _real_device_times(cfg, real: dict, rank: int):
     return devices.phase_times(real["catalog"], work)
 
 
-def _show_progress(progress, window: list[dict], step: int, scale: float) -> None:
-    last = [r for r in window if r["step"] == step]
-    step_ms = max(r["step_ms"] for r in last)
-    tokens = sum(r["tokens"] for r in last)
+def _show_progress(progress, window: list[dict], step: int) -> None:
+    """tok/s over the window as summary.json counts it (all ranks' tokens / sum of the step
+    times, a step lasting as long as its slowest rank), the last step's time and mean loss."""
+    steps = metrics.complete_steps(window, _world_of(window), measured_only=False)
+    tokens = sum(r["tokens"] for recs in steps.values() for r in recs)
+    spent_ms = sum(max(r["step_ms"] for r in recs) for recs in steps.values())
+    last = steps[step]
     loss = sum(r["loss"] for r in last) / len(last)
-    progress.update(step, tokens / step_ms * 1000.0, step_ms, loss, host_step_ms=step_ms * scale)
+    progress.update(step, tokens / spent_ms * 1000.0, max(r["step_ms"] for r in last), loss)
+
+
+def _world_of(window: list[dict]) -> int:
+    return 1 + max(r["rank"] for r in window)
 
 
 def _make_logger(cfg, run_dir: Path, run_id: str):

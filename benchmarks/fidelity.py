@@ -10,7 +10,7 @@ bandwidth 1 and 100 Gb/s.
 
 Prediction for one point, all in device ms, from the run's own metadata:
     T_model = max_r (device fwd_r + bwd_r)              the slowest rank's device compute
-            + sum over buckets of the link formula      2(W-1) * max_links(alpha + (n/W)/beta)
+            + sum over buckets of the link formula      2(W-1) * (mean_hops(alpha) + (n/W)/min(beta))
             + mean jitter per bucket                    jitter_ms
             + max_r device opt_r                        the modelled optimizer step
 What T_model leaves out is this machine's own cost (a real transfer slower than the emulated wire,

@@ -45,11 +45,12 @@ def test_overrunning_the_pacing_target_is_counted_and_warned_with_the_fix(out_ro
 
 
 def _expected_injected(rec: dict, world: int, latency_ms: float, gbps: float, jitter_ms: float,
-                       seed: int) -> float:
-    """The README's formula, written out again independently of bench.emulate."""
+                       seed: int, crossings: int) -> float:
+    """The README's formula, written out again independently of bench.emulate: `crossings` of
+    the ring's `world` hops go over the inter-site link (latency_ms), the others are ideal."""
     total = 0.0
     for bucket, nbytes in enumerate(rec["bucket_bytes"]):
-        per_step = latency_ms + (nbytes / world) * 8 / (gbps * 1e9) * 1e3
+        per_step = latency_ms * crossings / world + (nbytes / world) * 8 / (gbps * 1e9) * 1e3
         jitter = np.random.default_rng([seed, rec["step"], bucket]).uniform(0, 2 * jitter_ms)
         total += 2 * (world - 1) * per_step + jitter
     return total
@@ -71,7 +72,7 @@ def test_injected_delay_equals_the_documented_formula(linked_run):
     records = read_records(linked_run)
     assert any(len(r["bucket_bytes"]) > 1 for r in records), "want several buckets per step"
     for rec in records:
-        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 3, 3.0, 1.0, 1.0, 0),
+        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 3, 3.0, 1.0, 1.0, 0, crossings=2),
                                                    rel=1e-9, abs=1e-9)
 
 
@@ -95,7 +96,7 @@ def _last_bucket_delay(rec: dict) -> float:
     nbytes = rec["bucket_bytes"][-1]
     bucket = len(rec["bucket_bytes"]) - 1
     jitter = np.random.default_rng([0, rec["step"], bucket]).uniform(0, 2.0)
-    return 4 * (3.0 + nbytes / 3 * 8 / 1e9 * 1e3) + jitter
+    return 4 * (2 * 3.0 / 3 + nbytes / 3 * 8 / 1e9 * 1e3) + jitter  # a,a,b: 2 of 3 hops at 3 ms
 
 
 def test_same_seed_gives_the_same_losses_with_emulation_on_and_off(out_root):
@@ -125,5 +126,5 @@ def test_without_pacing_the_link_delays_after_the_real_transfer(out_root):
     assert summary["time_base"] == "wall" and summary["time_scale"] == 1.0
     records = [r for r in read_records(run_dir) if not r["warmup"]]
     for rec in records:
-        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 2, 5.0, 100.0, 0.0, 0))
+        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 2, 5.0, 100.0, 0.0, 0, crossings=2))
     assert np.median([r["transfer_ms"] - r["injected_ms"] for r in records]) >= 0.0

@@ -7,6 +7,7 @@ import pytest
 
 from bench.costs.devices import PhaseTimes
 from bench.emulate.compute import Pacer, needed_scale
+from bench.costs.links import ring_hops
 from bench.emulate.network import Link, LinkModel, links_in_ring
 
 SAME_RACK = Link(0.0, None, 0.0)
@@ -22,15 +23,25 @@ def test_ring_crosses_intra_links_only_when_a_site_has_two_ranks():
 def test_ring_allreduce_cost_by_hand():
     model = LinkModel(["a", "a", "b", "b"], SAME_RACK, CAMPUS, seed=0)
     nbytes = 4_000_000  # 1 MB chunks over 4 ranks; 100 Gb/s = 12.5 MB/ms
-    per_step = 2.0 + 1_000_000 * 8 / 100e9 * 1e3  # 2.08 ms
+    # Hops a->a and b->b are intra-site (0 ms), a->b and b->a inter-site (2 ms): mean 1 ms.
+    per_step = (2 * 0.0 + 2 * 2.0) / 4 + 1_000_000 * 8 / 100e9 * 1e3  # 1.08 ms
     assert model.allreduce_ms(nbytes) == pytest.approx(6 * per_step)
-    assert model.allreduce_ms(nbytes) == pytest.approx(12.48)
+    assert model.allreduce_ms(nbytes) == pytest.approx(6.48)
 
 
-def test_the_slowest_link_sets_the_pace():
+def test_latencies_add_along_the_ring_and_the_slowest_link_sets_the_bandwidth():
     slow_intra = Link(5.0, None, 0.0)
     model = LinkModel(["a", "a", "b"], slow_intra, CAMPUS, seed=0)
-    assert model.allreduce_ms(3000) == pytest.approx(4 * max(5.0, 2.0 + 1000 * 8 / 100e9 * 1e3))
+    # Hops: a->a (5 ms), a->b and b->a (2 ms each): 3 ms a hop on average; only the
+    # inter-site link has a bandwidth limit, so its 1000-byte chunks set the transfer.
+    assert model.allreduce_ms(3000) == pytest.approx(4 * ((5.0 + 2 * 2.0) / 3 + 1000 * 8 / 100e9 * 1e3))
+
+
+def test_ring_hops_count_site_changes_in_rank_order():
+    assert ring_hops(["a", "a", "b", "b"], SAME_RACK, CAMPUS) == [(SAME_RACK, 2), (CAMPUS, 2)]
+    assert ring_hops(["a", "b", "a", "b"], SAME_RACK, CAMPUS) == [(CAMPUS, 4)]
+    assert ring_hops(["a", "b", "c"], SAME_RACK, CAMPUS) == [(CAMPUS, 3)]
+    assert ring_hops(["a"], SAME_RACK, CAMPUS) == []
 
 
 def test_jitter_is_seeded_bounded_and_averages_to_the_setting():

@@ -24,17 +24,19 @@ def test_hierarchical_route_matches_its_formula():
     broadcast = (3 - 1) * 0.5 + n / 50e6  # pipelined chain within the site
     assert model.route_ms("hierarchical", n) == pytest.approx(site + leaders + broadcast)
     assert model.route_ms("site", n) == pytest.approx(site)
-    ring = 2 * (6 - 1) * max(0.5 + (n / 6) / 50e6, 20.0 + (n / 6) / 12.5e6)
+    # a,a,a,b,b,b: 4 intra-site hops and 2 inter-site ones; the slow link sets the transfer.
+    ring = 2 * (6 - 1) * ((4 * 0.5 + 2 * 20.0) / 6 + (n / 6) / 12.5e6)
     assert model.route_ms("ring", n) == pytest.approx(ring)
-    # The slow link's latency is paid 2(S-1) = 2 times, not 2(W-1) = 10 times.
-    assert model.route_ms("ring", 0) == pytest.approx(10 * 20.0)
+    # The ring's chunks cross the slow link 2(W-1) * 2/6 = 3.3 times on their way round; the
+    # leaders' ring crosses it 2(S-1) = 2 times.
+    assert model.route_ms("ring", 0) == pytest.approx(10 * 42.0 / 6)
     assert model.route_ms("hierarchical", 0) == pytest.approx(2 * 20.0 + 4 * 0.5 + 2 * 0.5)
 
 
 def test_rounds_pay_latency_once_each():
     model = LinkModel(SITES, INTRA, INTER, seed=0)
     n = 6e6
-    assert model.route_ms("ring", n, rounds=2) - model.route_ms("ring", n) == pytest.approx(10 * 20.0)
+    assert model.route_ms("ring", n, rounds=2) - model.route_ms("ring", n) == pytest.approx(10 * 42.0 / 6)
 
 
 def test_inter_site_bytes_per_crossing():

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from bench.analysis.rundir import Run
+from bench.sinks import flag_text
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px auto;
@@ -106,7 +107,7 @@ def summary_section(run: Run, analysis: dict) -> str:
         srow = summary_rows.get(r, {})
         rows.append([run.label(r), _num(row["compute_ms_p50"]), _num(srow.get("wait_ms_p50")),
                      _num(srow.get("transfer_ms_p50")), _num(row["relative_score"], ".2f"),
-                     _num(row["expected_score"], ".2f"), "yes" if row["flagged"] else "",
+                     _num(row["expected_score"], ".2f"), flag_text(row),
                      "yes" if row["anomalous"] else "",
                      f"{row['last_arrivals']} ({row['last_arrival_share']:.0%})",
                      f"x{whatif[r]['slowdown']:.2f}"])

@@ -36,17 +36,43 @@ def rank_sentences(run: Run, analysis: dict) -> list[str]:
         out.append("No single rank holds the step back: making any one rank as fast as the "
                    f"others would cut the step by less than {_cut(NOTABLE_SLOWDOWN):.0%}.")
     for row in analysis["stragglers"]:
-        if row["flagged"]:
-            expected = "" if row["expected_score"] is None or row["anomalous"] else (
-                f", as its device's modelled time predicts ({row['expected_score']:.2f})")
-            out.append(f"{run.label(row['rank'])} is flagged as a straggler: score "
-                       f"{row['relative_score']:.2f} is under the threshold {run.threshold:.2f}"
-                       f"{expected}.")
-        if row["anomalous"]:
-            out.append(f"{run.label(row['rank'])} is anomalous: score {row['relative_score']:.2f}, "
-                       f"though its device should reach {row['expected_score']:.2f} - "
-                       "suspect the device itself, not the model mix.")
+        out += _straggler_sentences(run, row)
     return out
+
+
+def _straggler_sentences(run: Run, row: dict) -> list[str]:
+    """Flagged: slower than its own device should be. Slow only as its device predicts: said
+    once, as what it is (on a mixed fleet that is not news)."""
+    label, score, t = run.label(row["rank"]), row["relative_score"], run.threshold
+    out = []
+    if row["reason"] == "below_expected":
+        out.append(f"{label} is flagged as a straggler: score {score:.2f} is under {t:.2f} x "
+                   f"the {row['expected_score']:.2f} its device should reach.")
+    elif row["reason"] == "over_target":
+        out.append(f"{label} is flagged as a straggler: its compute is more than 1/{t:.2f} of "
+                   "its emulated device's time.")
+    elif row["reason"] == "below_threshold":
+        out.append(f"{label} is flagged as a straggler: score {score:.2f} is under the "
+                   f"threshold {t:.2f} (no device model to say what it should reach).")
+    elif row["reason"] == "device":
+        out.append(f"{label} is slower than the fastest (score {score:.2f}) only as its "
+                   f"device's modelled time predicts ({row['expected_score']:.2f}): not a straggler.")
+    if row["anomalous"]:
+        out.append(f"{label} is anomalous: score {score:.2f}, though its device should reach "
+                   f"{row['expected_score']:.2f} - suspect the device itself, not the model mix.")
+    return out
+
+
+def status_sentence(run: Run, analysis: dict) -> str | None:
+    """A run that did not finish says so first: what follows covers what it recorded."""
+    status = analysis.get("status")
+    if status in (None, "ok", "running"):
+        return None
+    error = run.metadata.get("error") or run.summary.get("error")
+    why = f" ({error})" if error else ""
+    verb = "was interrupted" if status == "interrupted" else "failed"
+    return (f"The run {verb}{why}: this analyses the {len(run.steps)} measured steps that "
+            "every rank recorded before it stopped.")
 
 
 def transient_sentences(run: Run, analysis: dict) -> list[str]:
@@ -80,6 +106,7 @@ def network_sentence(analysis: dict) -> str | None:
 
 
 def sentences(run: Run, analysis: dict) -> list[str]:
-    lines = [headline(run, analysis), *rank_sentences(run, analysis)]
+    lines = [s for s in (status_sentence(run, analysis),) if s]
+    lines += [headline(run, analysis), *rank_sentences(run, analysis)]
     lines += [s for s in (top_k_sentence(analysis), network_sentence(analysis)) if s]
     return lines + transient_sentences(run, analysis)

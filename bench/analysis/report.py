@@ -21,7 +21,7 @@ def analyse(run: rundir.Run) -> dict:
         "world_size": run.world_size,
         "steps_measured": len(run.steps),
         "straggler_threshold": run.threshold,
-        "stragglers": stragglers.analyse(run.steps, run.ranks, run.threshold),
+        "stragglers": stragglers.analyse(run.steps, run.ranks, run.threshold, run.targets),
         "transients": transients.find(run.steps),
         "whatif": whatif.analyse(run.steps),
     }

@@ -47,8 +47,19 @@ class Run:
                         "device": info.get("device") or info.get("configured_device") or "unknown",
                         "emulated_device": info.get("emulated_device"),
                         "configured_device": info.get("configured_device"),
-                        "speed": info.get("speed")})
+                        "speed": info.get("speed"), "device_times": info.get("device_times")})
         return out
+
+    @property
+    def targets(self) -> list:
+        """Each rank's compute target in the records' time base, as the run used it (summary's
+        emulation.pacing), else from the device times when the records are in device time."""
+        pacing = (self.summary.get("emulation") or {}).get("pacing") or []
+        if len(pacing) == self.world_size:
+            return [row.get("target_compute_ms") for row in pacing]
+        if self.time_base == "device":
+            return metrics.pacing_targets(self.ranks)
+        return [None] * self.world_size
 
     def label(self, rank: int) -> str:
         """'rank 3 (A100-80GB, site b)': the device the rank stands for, else the real one."""

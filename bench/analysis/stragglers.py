@@ -3,7 +3,10 @@ who arrived last.
 
   relative_score_r = min_k median(compute_k) / median(compute_r)      (bench.metrics.rank_rows)
   expected_score_r = speed_r / max_k speed_k        (device-model speeds; null when any is unknown)
-  flagged          = relative_score < straggler_threshold (config.yaml, default 0.75)
+  flagged          = slower than its own device should be (bench.metrics.straggler_reason):
+                     relative_score < straggler_threshold x expected_score (default 0.75), or,
+                     emulating, compute above its pacing target / threshold; without a device
+                     model, relative_score < threshold. `reason` says which.
   anomalous        = relative_score < ANOMALY_RATIO * expected_score  (false when expected is null)
   last_arrivals    = measured steps in which t_ready_r == max_k t_ready_k (ties count for each
                      rank that shares the maximum), last_arrival_share = last_arrivals / steps
@@ -26,9 +29,9 @@ def last_arrivals(steps: dict, world_size: int) -> list[int]:
     return counts
 
 
-def analyse(steps: dict, ranks: list[dict], threshold: float) -> list[dict]:
-    """One row per rank, ordered by rank."""
-    rows = metrics.rank_rows(steps, ranks, threshold)
+def analyse(steps: dict, ranks: list[dict], threshold: float, targets=None) -> list[dict]:
+    """One row per rank, ordered by rank. `targets`: see bench.metrics.rank_rows."""
+    rows = metrics.rank_rows(steps, ranks, threshold, targets)
     counts = last_arrivals(steps, len(ranks))
     out = []
     for row, count in zip(rows, counts):
@@ -41,6 +44,7 @@ def analyse(steps: dict, ranks: list[dict], threshold: float) -> list[dict]:
             "relative_score": row["relative_score"],
             "expected_score": expected,
             "flagged": row["flagged"],
+            "reason": row["reason"],
             "anomalous": bool(expected is not None
                               and row["relative_score"] < ANOMALY_RATIO * expected),
             "last_arrivals": count,

@@ -29,3 +29,32 @@ def split_batch(total: int, time_of: list[Callable[[int], float]]) -> list[int]:
         batch[r] += 1
         heapq.heappush(heap, (time_of[r](batch[r] + 1), batch[r] + 1, r))
     return batch
+
+
+def split_groups(per_rank: int, counts: list[int], time_of: list[Callable[[int], float]]
+                 ) -> list[tuple[int, int, int]]:
+    """split_batch for groups of identical ranks, where a per-rank split of a 100,000-rank fleet
+    would be too slow: the global batch is per_rank x sum(counts). Identical ranks have
+    identical keys, so split_batch gives a group's ranks their next sequence one after another:
+    here the whole group takes it at once. When fewer sequences are left than the soonest group
+    has ranks, split_batch gives all of them to that group's ranks: so does this. Returns
+    (group, batch, ranks) rows in rank order: one per group, two for the group that took the
+    rest."""
+    left = per_rank * sum(counts) - sum(counts)
+    if left < 0:
+        raise ValueError(f"a batch of {per_rank} per rank cannot give every rank one sequence")
+    batch = [1] * len(counts)
+    heap = [(time_of[g](2), g) for g in range(len(counts))]
+    heapq.heapify(heap)
+    rows = None
+    while left:
+        _, g = heapq.heappop(heap)
+        if counts[g] > left:  # the rest goes to `left` of this group's ranks
+            rows = [(i, batch[i], counts[i]) for i in range(g)]
+            rows += [(g, batch[g] + 1, left), (g, batch[g], counts[g] - left)]
+            rows += [(i, batch[i], counts[i]) for i in range(g + 1, len(counts))]
+            break
+        batch[g] += 1
+        left -= counts[g]
+        heapq.heappush(heap, (time_of[g](batch[g] + 1), g))
+    return rows or [(g, batch[g], counts[g]) for g in range(len(counts))]

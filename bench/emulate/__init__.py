@@ -11,6 +11,7 @@ import numpy as np
 
 from bench import config as config_mod
 from bench import device_times, metrics, timebase
+from bench.costs.links import link_of
 from bench.emulate import compute, network
 from bench.trainer import NoLink, NoPacing
 
@@ -37,18 +38,13 @@ def build(cfg, env, total_numel: int):
                               timeline=env.device.type == "cpu")
     link = NoLink()
     if cfg.emulation.network != "off":
-        model = network.LinkModel([r["site"] for r in table], _link(cfg.network.intra_site),
-                                  _link(cfg.network.inter_site), cfg.train.seed)
+        model = network.LinkModel([r["site"] for r in table], link_of(cfg.network.intra_site),
+                                  link_of(cfg.network.inter_site), cfg.train.seed)
         # Ideal links still get the emulated exchange on a paced (timeline) rank: it ends at the
         # last hand-over, and the real loopback transfer rides in the slack instead of the step.
         if model.active or getattr(pacer, "timeline", False):
             link = network.DelayedLink(model, env.device)
     return pacer, link
-
-
-def _link(spec) -> network.Link:
-    return network.Link(float(spec.latency_ms), spec.bandwidth_gbps and float(spec.bandwidth_gbps),
-                        float(spec.jitter_ms))
 
 
 def calibrate(pacer, link, faults, trainer, cfg) -> float:

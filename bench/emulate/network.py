@@ -29,7 +29,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from bench.costs.links import Link, LinkModel, links_in_ring  # noqa: F401 (re-exported)
+from bench.costs.links import OUTER_BUCKET, Link, LinkModel, links_in_ring  # noqa: F401 (re-exported)
 
 
 class DelayedLink:
@@ -160,12 +160,9 @@ class DelayedLink:
     def describe(self) -> dict:
         return {"network": "on" if self.model.active else "ideal (exchange on the emulated timeline)",
                 "links_in_ring": [vars(link) for link in self.model.links],
-                "model": "ring all-reduce, 2(W-1) * max_links(alpha + (n/W)/beta) + U(0, 2*jitter); "
+                "model": "ring all-reduce, 2(W-1) * (mean_hops(alpha) + (n/W)/min_links(beta)) + U(0, 2*jitter); "
                          "site and hierarchical routes: bench.costs.links",
                 "link_time_scale": self.time_scale}
-
-
-OUTER_BUCKET = 1_000_000  # jitter seed index of an outer sync: no bucket has it
 
 
 def _complete_at(out, value, instant: float) -> None:

@@ -1,0 +1,60 @@
+"""The driver side of `hetbench collectives`: compose and validate the config and the plan
+(bad input exits 2 before any process starts), make the run directory, start one torchrun group
+with the config's world size on loopback, then plot what rank 0 wrote."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import config as config_mod
+from bench import sinks
+from bench.collectives import options
+from bench.driver import new_run_id, prepare_run_dir, worker_env
+
+
+def torchrun_command(cfg, plan, overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+            f"--nproc-per-node={config_mod.world_size(cfg)}", "--max-restarts=0",
+            "-m", "bench.collectives.worker", *options.plan_argv(plan), *overrides]
+
+
+def main(args) -> int:
+    """`args`: the parsed `hetbench collectives` command line (bench.collectives.options)."""
+    overrides = list(args.overrides) + ([f"out_root={args.out_root}"] if args.out_root else [])
+    cfg = config_mod.compose(overrides)  # raises ConfigError before any process starts
+    config_mod.validate_devices(cfg)
+    plan = options.plan_from_args(args)
+    run_id = cfg.run_id or new_run_id()
+    run_dir = Path(cfg.out_root) / run_id
+    prepare_run_dir(cfg, run_dir, overrides)
+    print(f"hetbench: collectives {run_id}: {config_mod.world_size(cfg)} ranks "
+          f"({cfg.cluster.name} over {cfg.network.name}) -> {run_dir}", flush=True)
+    workers = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
+    proc = subprocess.run(torchrun_command(cfg, plan, workers),
+                          env=worker_env(cfg, run_id, run_dir))
+    path = run_dir / "collectives.json"
+    if proc.returncode != 0:
+        _mark_failed(path, run_id, f"torchrun exited with status {proc.returncode}")
+        print(f"hetbench: collectives FAILED (torchrun exit status {proc.returncode}); what was "
+              f"measured is in {path}", flush=True)
+        return 1
+    _plot(path, run_dir)
+    print(f"hetbench: collectives ok; results in {path}", flush=True)
+    return 0
+
+
+def _plot(path: Path, run_dir: Path) -> None:
+    from bench.collectives.plots import write_plots
+
+    paths = write_plots(sinks.read_json(path), run_dir / "plots")
+    print(f"hetbench: {len(paths)} plots in {run_dir / 'plots'}", flush=True)
+
+
+def _mark_failed(path: Path, run_id: str, reason: str) -> None:
+    """A rank killed hard cannot say so itself: the driver makes the JSON tell."""
+    doc = sinks.read_json(path) if path.exists() else {"run_id": run_id, "kind": "collectives"}
+    if doc.get("status") != "failed":
+        doc["status"] = "failed"
+        doc.setdefault("error", reason)
+        sinks.write_json_atomic(path, doc)
