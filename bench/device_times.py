@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import config as config_mod
 from bench import hardware, sinks, timebase
 from bench.config import ConfigError
-from bench.costs import balance, devices
+from bench.costs import balance, buckets, devices
 
 PROFILE_MATCH = (("model.n_layer",), ("model.n_head",), ("model.n_embd",), ("train.micro_batch",),
                  ("train.seq_len",), ("data.vocab_size",))
@@ -76,32 +76,18 @@ def bytes_scale(cfg) -> float:
 
 def powersgd_ratio(cfg) -> float:
     """How much better the workload compresses than the trained model under PowerSGD at
-    strategy.powersgd_rank: (compressed / raw elements of the workload) over the same for the
-    trained model, both by torch's own compression test. 1 without an emulated workload."""
+    strategy.powersgd_rank: (sent / raw elements of the workload) over the same for the trained
+    model, both by torch's own compression rule (bench.costs.buckets.powersgd_sent). 1 without
+    an emulated workload."""
     if not has_workload(cfg):
         return 1.0
-    s, m, t = workload_shape(cfg), cfg.model, cfg.train
-    mine = _compressed_share(config_mod.vocab_size(cfg), t.seq_len, m.n_layer, m.n_head, m.n_embd,
-                             cfg.strategy.powersgd_rank)
-    theirs = _compressed_share(s["vocab_size"], s["seq_len"], s["n_layer"], m.n_head, s["n_embd"],
-                               cfg.strategy.powersgd_rank)
-    return theirs / mine
-
-
-def _compressed_share(vocab: int, seq_len: int, n_layer: int, n_head: int, n_embd: int,
-                      rank: int) -> float:
-    """Elements torch's powerSGD_hook sends over the elements of the gradient, for bench.model.GPT
-    (built on the meta device: shapes only, no memory)."""
-    import torch
-
-    from bench.model import GPT
-    from bench.strategies.exchange import powersgd_numel
-
-    heads = n_head if n_embd % n_head == 0 else 1
-    with torch.device("meta"):
-        model = GPT(vocab, seq_len, n_layer, heads, n_embd)
-    raw, sent = powersgd_numel(model.parameters(), rank)
-    return sent / raw
+    s, m, rank = workload_shape(cfg), cfg.model, cfg.strategy.powersgd_rank
+    raw_w, sent_w = buckets.powersgd_sent(
+        buckets.gpt_param_shapes(s["vocab_size"], s["seq_len"], s["n_layer"], s["n_embd"]), rank)
+    raw_p, sent_p = buckets.powersgd_sent(
+        buckets.gpt_param_shapes(config_mod.vocab_size(cfg), cfg.train.seq_len, m.n_layer,
+                                 m.n_embd), rank)
+    return (sent_w / raw_w) / (sent_p / raw_p)
 
 
 def tokens_scale(cfg) -> float:
@@ -191,10 +177,15 @@ def ideal_tokens_per_s(cfg) -> float:
     """The sum of the ranks' speeds at the uniform split: every rank trains its micro-batch alone,
     forward, backward and optimizer, with no exchange and no waiting (trained tokens per device
     second, in the workload's tokens: tokens_scale)."""
+    return sum(rank_speeds(cfg))
+
+
+def rank_speeds(cfg) -> list[float]:
+    """Each rank's own tokens per device second at the uniform split (ideal_tokens_per_s)."""
     world = config_mod.world_size(cfg)
     times = rank_times(cfg, [int(cfg.train.micro_batch)] * world)
     tokens = cfg.train.micro_batch * cfg.train.seq_len * tokens_scale(cfg)
-    return sum(tokens / (t.compute_ms + t.opt_ms) * 1000.0 for t in times)
+    return [tokens / (t.compute_ms + t.opt_ms) * 1000.0 for t in times]
 
 
 def _modelled(key: str, group, work, profile) -> devices.PhaseTimes:

@@ -22,11 +22,12 @@ class RecordTable:
         return sum(len(b) for b in self._blocks)
 
     def records(self) -> list[dict]:
-        out = []
-        for block in self._blocks:
-            for row in block.tolist():
-                rec = dict(zip(self.fields, row))
-                rec.update({k: int(rec[k]) for k in INTS if k in rec})
-                rec.update({k: bool(rec[k]) for k in BOOLS if k in rec})
-                out.append(rec)
-        return out
+        return [as_record(self.fields, row) for block in self._blocks for row in block.tolist()]
+
+
+def as_record(fields: tuple[str, ...], row: list[float]) -> dict:
+    """A packed row back as a record dict, integers and flags restored."""
+    rec = dict(zip(fields, row))
+    rec.update({k: int(rec[k]) for k in INTS if k in rec})
+    rec.update({k: bool(rec[k]) for k in BOOLS if k in rec})
+    return rec

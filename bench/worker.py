@@ -20,7 +20,7 @@ from bench.costs import devices
 from bench.dist import DistEnv, measure_clock_offsets
 from bench.hardware import detect_local_device, lookup
 from bench.model import describe
-from bench.records import BOOLS, INTS, RecordTable
+from bench.records import RecordTable, as_record
 from bench.trainer import NoLink, NoPacing, Trainer
 
 
@@ -289,12 +289,7 @@ STORED = GATHERED + ("wait_ms", "transfer_ms")  # what rank 0 keeps: attributed 
 
 
 def _unpack(row: list[float]) -> dict:
-    rec = dict(zip(GATHERED, row))
-    for key in INTS:
-        rec[key] = int(rec[key])
-    for key in BOOLS:
-        rec[key] = bool(rec[key])
-    return rec
+    return as_record(GATHERED, row)
 
 
 def _real_device_times(cfg, real: dict, rank: int):

@@ -141,8 +141,8 @@ def test_balanced_beyond_the_per_rank_limit_keeps_the_sites_in_rank_order():
 
 def _fleet(fwd, bwd, opt, count=None, tokens=None, sites=None):
     n = len(fwd)
-    return fleet_mod.Fleet(device=["H100-SXM"] * n, site=sites or ["a"] * n, group=list(range(n)),
-                           count=np.array(count or [1] * n), batch=np.ones(n, dtype=int),
+    return fleet_mod.Fleet(device=["H100-SXM"] * n, site=sites or ["a"] * n,
+                           count=np.array(count or [1] * n),
                            fwd=np.array(fwd, float), bwd=np.array(bwd, float),
                            opt=np.array(opt, float), tokens=np.array(tokens or [100.0] * n),
                            ideal_tokens_per_s=1.0, seq_len=100, precision="bf16",

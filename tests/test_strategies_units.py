@@ -92,8 +92,17 @@ def test_the_workload_compresses_better_than_its_proxy():
     plain = config.compose(["strategy=powersgd"])
     assert device_times.powersgd_ratio(plain) == 1.0
     cfg = config.compose(["experiment=remedies", "strategy=powersgd"])
-    tiny = device_times._compressed_share(256, 16, 4, 4, 128, 4)
-    gpt2 = device_times._compressed_share(50304, 1024, 12, 4, 768, 4)
+    import torch
+
+    from bench.model import GPT
+    from bench.strategies.exchange import powersgd_numel
+
+    def share(*shape):  # torch's own compression test over the real model's parameters
+        with torch.device("meta"):
+            raw, sent = powersgd_numel(GPT(*shape).parameters(), 4)
+        return sent / raw
+
+    tiny, gpt2 = share(256, 16, 4, 4, 128), share(50304, 1024, 12, 4, 768)
     assert gpt2 < tiny < 0.1
     assert device_times.powersgd_ratio(cfg) == pytest.approx(gpt2 / tiny)
     assert not device_times.workload_applies(config.compose(["experiment=remedies",

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from bench import hardware
+from bench.costs import buckets
 
 PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
 
@@ -119,9 +120,7 @@ class PhaseTimes:
 
 def gpt_params(vocab: int, seq_len: int, n_layer: int, n_embd: int) -> int:
     """Parameters of bench.model.GPT (tied head): embeddings, blocks, final layer norm."""
-    c = n_embd
-    block = (3 * c * c + 3 * c) + (c * c + c) + 2 * (2 * c) + (4 * c * c + 4 * c) + (4 * c * c + c)
-    return vocab * c + seq_len * c + n_layer * block + 2 * c
+    return sum(buckets.numel(s) for s in buckets.gpt_param_shapes(vocab, seq_len, n_layer, n_embd))
 
 
 def gpt_flops_per_token(vocab: int, seq_len: int, n_layer: int, n_embd: int) -> float:

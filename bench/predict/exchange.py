@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from bench import config as config_mod
+from bench import device_times
 from bench.costs import buckets as buckets_mod
 
 MIB = 1024 * 1024
@@ -65,7 +67,7 @@ def build(cfg) -> Exchange:
     if st.name == "powersgd":  # torch's hook: every bucket three rounds once it compresses
         sent = np.array([buckets_mod.powersgd_sent(b.shapes, st.powersgd_rank)[1]
                          for b in bucket_list], dtype=float)
-        ratio = _powersgd_ratio(cfg, shapes) if scale != 1.0 else 1.0
+        ratio = device_times.powersgd_ratio(cfg) if scale != 1.0 else 1.0
         compressed = Transfers(sent * buckets_mod.BYTES_FP32 * scale * ratio, share, "ring", 3,
                                "compressed")
     outer = float(numel.sum() * buckets_mod.BYTES_FP32 * scale) \
@@ -76,9 +78,6 @@ def build(cfg) -> Exchange:
 
 def _shapes_and_scale(cfg) -> tuple[list, float]:
     """(parameter shapes to bucket, bytes each of their bytes stands for): predict.buckets."""
-    from bench import config as config_mod
-    from bench import device_times
-
     if cfg.predict.buckets == "workload":
         s = device_times.workload_shape(cfg)
         return buckets_mod.gpt_param_shapes(s["vocab_size"], s["seq_len"], s["n_layer"],
@@ -87,16 +86,3 @@ def _shapes_and_scale(cfg) -> tuple[list, float]:
     trained = buckets_mod.gpt_param_shapes(config_mod.vocab_size(cfg), cfg.train.seq_len,
                                            m.n_layer, m.n_embd)
     return trained, device_times.bytes_scale(cfg)
-
-
-def _powersgd_ratio(cfg, trained: list) -> float:
-    """bench.device_times.powersgd_ratio without torch: how much better the workload's gradient
-    compresses than the trained model's at the same rank (the emulator scales PowerSGD's bytes
-    by it)."""
-    from bench import device_times
-
-    s, rank = device_times.workload_shape(cfg), cfg.strategy.powersgd_rank
-    theirs = buckets_mod.powersgd_sent(buckets_mod.gpt_param_shapes(
-        s["vocab_size"], s["seq_len"], s["n_layer"], s["n_embd"]), rank)
-    mine = buckets_mod.powersgd_sent(trained, rank)
-    return (theirs[1] / theirs[0]) / (mine[1] / mine[0])

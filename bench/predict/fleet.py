@@ -25,9 +25,7 @@ class Fleet:
     """Per class (arrays of equal length): who, how many, and its device times (ms)."""
     device: list[str]
     site: list[str]
-    group: list[int]  # index into cfg.cluster.groups
     count: np.ndarray
-    batch: np.ndarray  # sequences per step (proxy batch units, as train.micro_batch)
     fwd: np.ndarray
     bwd: np.ndarray
     opt: np.ndarray
@@ -82,9 +80,7 @@ def build(cfg, world_size: int | None = None) -> Fleet:
     return Fleet(
         device=[hardware.canonical_name(groups[g].device) for g, _, _ in rows],
         site=[str(groups[g].site) for g, _, _ in rows],
-        group=[g for g, _, _ in rows],
         count=np.array([n for _, _, n in rows]),
-        batch=np.array([b for _, b, _ in rows]),
         fwd=np.array([t.fwd_ms for t in times]), bwd=np.array([t.bwd_ms for t in times]),
         opt=np.array([t.opt_ms for t in times]),
         tokens=np.array([round(b * seq * scale) for _, b, _ in rows], dtype=float),
@@ -115,12 +111,9 @@ def _classes(cfg, counts: list[int]) -> list[tuple[int, int, int]]:
 
 
 def _ideal(cfg, counts: list[int]) -> float:
-    """bench.device_times.ideal_tokens_per_s, one rank per group, times its count."""
-    one_each = _stand_in(cfg, list(range(len(counts))))
-    times = device_times.rank_times(one_each, [int(cfg.train.micro_batch)] * len(counts))
-    tokens = cfg.train.micro_batch * cfg.train.seq_len * device_times.tokens_scale(cfg)
-    return float(sum(n * tokens / (t.compute_ms + t.opt_ms) * 1000.0
-                     for n, t in zip(counts, times)))
+    """bench.device_times.ideal_tokens_per_s: one rank per group, times its count."""
+    speeds = device_times.rank_speeds(_stand_in(cfg, list(range(len(counts)))))
+    return float(sum(n * v for n, v in zip(counts, speeds)))
 
 
 def _stand_in(cfg, group_of_rank: list[int]):
