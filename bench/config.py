@@ -92,8 +92,9 @@ class EmulationConfig:
     time_scale: Optional[float] = None
     """D itself (null: calibrated at start). Sweeps set it so that every point shares one D."""
     precision: str = "auto"
-    """Precision the device model assumes: auto (bf16 where every device has it, else fp16),
-    bf16, fp16, tf32, fp32. CPU ranks compute in fp32 whatever this says."""
+    """Precision the device model assumes: auto (train.precision's, resolved against the emulated
+    devices: bf16 where every one has it, else fp16), bf16, fp16, tf32, fp32. CPU ranks compute
+    in fp32 whatever this says."""
     profile: Optional[str] = None
     """A finished run directory of the same model and batch whose measured per-device times
     replace the device model (and calibrate it for the devices that run did not have)."""
@@ -151,7 +152,17 @@ class TrainConfig:
     log_every: int = 10
     lr: float = 3e-3
     device: str = "auto"
-    """auto: cuda if available, else cpu."""
+    """auto: cuda when every local rank gets its own GPU, else cpu (emulation, with a notice);
+    cuda: fail before launch if there are fewer GPUs than local ranks."""
+    precision: str = "auto"
+    """What real GPUs compute in (bench.precision): auto (bf16 where every rank's device has
+    it, else fp16 with a gradient scaler), bf16, fp16, tf32, fp32. CPU ranks compute in fp32;
+    the device model of an emulated run times this precision."""
+    prefetch: str = "auto"
+    """Sample and copy the next batches while the current step runs: auto (on for CUDA, off on
+    CPU, where an emulated device has its batch at once anyway), on, off (bench.prefetch)."""
+    compile: bool = False
+    """torch.compile the model (fewer, fused kernels: below eager PyTorch's launch floor)."""
     threads_per_rank: Optional[int] = None
     """CPU threads per rank (default: cores // local ranks, at least 1)."""
 

@@ -108,16 +108,24 @@ class Batches:
         return self.language.sample(rng, self.uniform, self.seq_len + 1)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to_device(torch.from_numpy(self.sequences(step)))
+
+    def sequences(self, step: int) -> np.ndarray:
+        """This rank's (micro_batch, seq_len + 1) token ids of `step`: numpy only, so that a
+        prefetching worker process can draw them (bench.prefetch)."""
         first, last = self.offset, self.offset + self.micro_batch  # global sequence range
         if first % self.uniform == 0 and self.micro_batch == self.uniform:
-            seq = self._share(first // self.uniform, step)  # the uniform split: one draw
-        else:
-            owners = range(first // self.uniform, (last - 1) // self.uniform + 1)
-            seq = np.concatenate([self._share(u, step) for u in owners])
-            start = first - owners[0] * self.uniform
-            seq = seq[start:start + self.micro_batch]
-        seq = torch.from_numpy(seq).to(self.device, non_blocking=True)
-        return seq[:, :-1], seq[:, 1:]  # inputs (B, T), targets (B, T)
+            return self._share(first // self.uniform, step)  # the uniform split: one draw
+        owners = range(first // self.uniform, (last - 1) // self.uniform + 1)
+        seq = np.concatenate([self._share(u, step) for u in owners])
+        start = first - owners[0] * self.uniform
+        return seq[start:start + self.micro_batch]
+
+    def to_device(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, T) and targets (B, T) on the device. From pinned memory the copy is
+        asynchronous: the step's kernels queue behind it on the stream, the host does not wait."""
+        seq = seq.to(self.device, non_blocking=True)
+        return seq[:, :-1], seq[:, 1:]
 
 
 def build_language(data_cfg, seed: int):

@@ -21,8 +21,13 @@ PROFILE_MATCH = (("model.n_layer",), ("model.n_head",), ("model.n_embd",), ("tra
 
 
 def precision(cfg) -> str:
+    """The precision the device model times: emulation.precision, or train.precision where that
+    is auto, resolved against the configured devices (auto: bf16 where all have it)."""
     table = config_mod.rank_table(cfg)
-    return devices.fleet_precision([r["device"] for r in table], cfg.emulation.precision)
+    requested = cfg.emulation.precision
+    if requested == "auto":
+        requested = cfg.train.get("precision", "auto")
+    return devices.fleet_precision([r["device"] for r in table], requested)
 
 
 def workload_shape(cfg) -> dict:

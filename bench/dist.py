@@ -26,13 +26,19 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def choose_device(train_device: str, local_rank: int) -> torch.device:
-    if train_device == "cuda" or (train_device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+def choose_device(train_device: str, local_rank: int, local_world: int) -> torch.device:
+    """bench.placement's rule on this node (under a user's torchrun, as under `hetbench run`):
+    CUDA only when every local rank has a GPU of its own. Raises ConfigError (exit 2) for
+    train.device=cuda with too few GPUs, never a stack trace from set_device."""
+    from bench import placement
+
+    placed = placement.place(train_device, local_world, placement.visible_gpus())
+    if placed.notice and local_rank == 0:
+        print(f"hetbench: {placed.notice}", flush=True)
+    if placed.device == "cpu":
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
 
 
 def set_cpu_threads(threads_per_rank, local_world_size: int) -> int:
@@ -46,7 +52,7 @@ def init(cfg) -> DistEnv:
     rank, world = int(os.environ.get("RANK", "0")), env_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    device = choose_device(cfg.train.device, local_rank)
+    device = choose_device(cfg.train.device, local_rank, local_world)
     backend = cfg.dist.backend if cfg.dist.backend != "auto" else (
         "nccl" if device.type == "cuda" else "gloo")
     if "MASTER_ADDR" not in os.environ:  # plain `python -m bench.train`: a world of one

@@ -37,15 +37,32 @@ def torchrun_command(cfg, overrides: list[str]) -> list[str]:
 
 def worker_env(cfg, run_id: str, run_dir: Path) -> dict:
     env = dict(os.environ, HETBENCH_RUN_ID=run_id, HETBENCH_RUN_DIR=str(run_dir.resolve()))
-    threads = cfg.train.threads_per_rank or max(1, (os.cpu_count() or 1) // config_mod.world_size(cfg))
-    env.setdefault("OMP_NUM_THREADS", str(threads))  # also silences torchrun's warning about it
+    env.setdefault("OMP_NUM_THREADS", str(cpu_threads(cfg)))  # also silences torchrun's warning
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def cpu_threads(cfg) -> int:
+    """CPU threads per rank: train.threads_per_rank, else a CPU rank's share of the cores, and 1
+    for a GPU rank (torchrun's default: its host thread launches kernels; spare OpenMP threads
+    would only compete with it and with the batch prefetchers)."""
+    if cfg.train.threads_per_rank:
+        return int(cfg.train.threads_per_rank)
+    if cfg.train.device == "cuda" or (cfg.train.device == "auto" and _gpus() > 0):
+        return 1
+    return max(1, (os.cpu_count() or 1) // config_mod.world_size(cfg))
+
+
+def _gpus() -> int:
+    from bench import placement
+
+    return placement.visible_gpus()
 
 
 def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = False) -> int:
     """Run one experiment under torchrun; returns torchrun's exit status, or EXIT_INTERRUPTED
     after a Ctrl-C / SIGTERM (bench.interrupts: every rank stops and keeps its records)."""
+    overrides = place_ranks(cfg, overrides)
     prepare_run_dir(cfg, run_dir, overrides)
     overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
     out = subprocess.DEVNULL if quiet else None
@@ -60,6 +77,21 @@ def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = 
     if rc != 0:
         mark_failed(run_dir, f"torchrun exited with status {rc}")
     return rc
+
+
+def place_ranks(cfg, overrides: list[str], say: bool = True) -> list[str]:
+    """CUDA only when every rank gets a GPU of its own (bench.placement): otherwise the ranks
+    emulate on CPU, the user reads one line saying so, and the workers are told (they would
+    otherwise each pick CUDA and fail on a GPU that is not there)."""
+    from bench import placement
+
+    placed = placement.place(cfg.train.device, config_mod.world_size(cfg), placement.visible_gpus())
+    if placed.notice is None:
+        return overrides
+    if say:
+        print(f"hetbench: {placed.notice}", flush=True)
+    cfg.train.device = "cpu"
+    return [*overrides, "train.device=cpu"]
 
 
 def mark_failed(run_dir: Path, reason: str) -> None:
@@ -90,7 +122,8 @@ def calibrate(cfg, overrides: list[str], run_dir: Path) -> dict:
     """Start the ranks only to time this machine (no training): calibration.json's contents,
     every rank's host forward, backward and optimizer ms. Raises RuntimeError if it fails."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
+    overrides = [o for o in place_ranks(cfg, overrides, say=False)
+                 if not o.startswith(("run_id=", "sweep_id="))]
     env = dict(worker_env(cfg, run_dir.name, run_dir), HETBENCH_CALIBRATE_ONLY="1")
     timeout = float(cfg.dist.timeout_s) + 300  # start-up and a few passes; a hung rank fails it
     try:

@@ -1,7 +1,9 @@
 """Injected trouble (config `faults`), for tests and for users who want to see a sick GPU.
 
 slow:  extra compute of `ms` before backward on steps [start_step, end_step); `ms` is device
-       time: an emulated run waits time_scale x ms on this machine
+       time: an emulated run waits time_scale x ms on this machine; on a real GPU the delay is
+       a spin kernel in the GPU's stream (bench.gpu_sleep), so CUDA events see it as they would
+       a throttled GPU
 crash: the rank raises at start_step
 hang:  the rank stops answering at start_step (sleeps until killed or the peers time out)
 """
@@ -18,6 +20,7 @@ class Faults:
     def __init__(self, faults_cfg, rank: int):
         self.mine = [f for f in faults_cfg if f.rank == rank]
         self.time_scale = 1.0  # the run's time dilation D (emulation sets it)
+        self.delay = _host_sleep_ms  # a GPU rank puts it in its stream instead (bench.gpu_sleep)
 
     @staticmethod
     def _active(fault, step: int) -> bool:
@@ -38,5 +41,9 @@ class Faults:
             if fault.kind == "slow" and self._active(fault, step):
                 slow_ms += fault.ms * self.time_scale
         if slow_ms:
-            time.sleep(slow_ms / 1000.0)  # stands in for extra compute on a sick device
+            self.delay(slow_ms)  # stands in for extra compute on a sick device
         return slow_ms
+
+
+def _host_sleep_ms(ms: float) -> None:
+    time.sleep(ms / 1000.0)

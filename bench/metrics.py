@@ -14,7 +14,8 @@ Per measured step s over W ranks:
 Per rank (medians): relative_score = min_k compute_k / compute_r; expected_score the same from
 the device model's speeds; flagged (a straggler) when slower than its own device should be:
 relative_score < threshold x expected_score, or, emulating, compute > target / threshold.
-Summary statistics are medians over measured (non-warmup) steps.
+Summary statistics are medians over measured (non-warmup) steps. MFU per rank against its own
+device's peak, and the cluster's as sum achieved / sum peaks: bench.mfu.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from collections import defaultdict
 from typing import Iterable, Optional
 
 import numpy as np
+
+from bench import mfu
 
 SCHEMA_VERSION = 1
 RECORD_KEYS = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s",
@@ -150,7 +153,9 @@ def rank_rows(steps: dict, ranks: list[dict], threshold: float,
                      "transfer_ms_p50": float(col["transfer_ms"][r]),
                      "relative_score": score, "expected_score": expected[r],
                      "target_compute_ms": targets[r],
-                     "flagged": reason in FLAGGED, "reason": reason})
+                     "flagged": reason in FLAGGED, "reason": reason,
+                     **mfu.rank_mfu(steps, r, info),
+                     "bound": info.get("bound"), "gpu_busy_share": info.get("gpu_busy_share")})
     return rows
 
 
@@ -202,4 +207,5 @@ def summarize(records: list[dict], ranks: list[dict], threshold: float = 0.75,
         "ranks": rows,
         "stragglers": [row["rank"] for row in rows if row["flagged"]],
         "final_loss": final_loss(records),
+        **mfu.cluster_mfu(rows, ranks),
     }

@@ -119,16 +119,24 @@ def format_table(summary: dict) -> str:
     """One row per rank: device, site, compute, wait, transfer (ms, p50), score, flagged
     (flag_text)."""
     head = f"{'rank':>4}  {'device':<12} {'emulates':<10} {'site':<5} {'compute(ms)':>11} " \
-           f"{'wait(ms)':>9} {'transfer(ms)':>12} {'score':>6} {'expected':>8}  flagged"
+           f"{'wait(ms)':>9} {'transfer(ms)':>12} {'score':>6} {'expected':>8} {'mfu':>6} " \
+           f"{'bound':<7}  flagged"
     lines = [head, "-" * len(head)]
     for row in summary.get("ranks", []):
         expected = "-" if row["expected_score"] is None else f"{row['expected_score']:.2f}"
         lines.append(
             f"{row['rank']:>4}  {str(row['device'])[:12]:<12} {str(row['emulated_device'] or '-'):<10} "
             f"{row['site']:<5} {row['compute_ms_p50']:>11.2f} {row['wait_ms_p50']:>9.2f} "
-            f"{row['transfer_ms_p50']:>12.2f} {row['relative_score']:>6.2f} {expected:>8}  "
+            f"{row['transfer_ms_p50']:>12.2f} {row['relative_score']:>6.2f} {expected:>8} "
+            f"{percent(row.get('mfu')):>6} {(row.get('bound') or '-').split('-')[0]:<7}  "
             f"{flag_text(row)}")
     return "\n".join(lines)
+
+
+def percent(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2%}" if value < 0.01 else f"{value:.1%}"  # a launch-bound rank's is tiny
 
 
 def flag_text(row: dict) -> str:
@@ -149,7 +157,17 @@ def format_headline(summary: dict) -> str:
     return (f"step p50 {s['p50']:.2f} ms (p90 {s['p90']:.2f}), {summary['tokens_per_s']:,.0f} tok/s, "
             f"efficiency {summary['efficiency']:.1%}, slowdown balance x{sd['balance']:.2f} "
             f"network x{sd['network']:.2f} total x{sd['total']:.2f}; {loss_txt}\n"
-            f"{format_strategy(summary)}{format_time_base(summary)}")
+            f"{format_mfu(summary)}{format_strategy(summary)}{format_time_base(summary)}")
+
+
+def format_mfu(summary: dict) -> str:
+    """MFU against the sum of the devices' own peaks (with a newline), or nothing if unknown."""
+    if summary.get("mfu") is None:
+        return ""
+    prec = summary.get("precision") or {}
+    return (f"MFU {percent(summary['mfu'])} ({summary['achieved_tflops']:,.2f} of "
+            f"{summary['peak_tflops']:,.0f} peak TFLOP/s at {prec.get('device_model', '?')}; "
+            f"{percent(summary['mfu_compute'])} while computing)\n")
 
 
 def format_strategy(summary: dict) -> str:

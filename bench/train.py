@@ -37,7 +37,11 @@ def main(argv: list[str]) -> int:
         return 2
     from bench.worker import RankRun, resolve_run_id  # torch-heavy imports after validation
 
-    env = dist_mod.init(cfg)
+    try:
+        env = dist_mod.init(cfg)
+    except config_mod.ConfigError as err:  # train.device=cuda with too few GPUs on this node
+        print(f"hetbench: error: {err}", file=sys.stderr)
+        return 2
     run, status, error = None, "failed", None
     try:
         dist_mod.set_cpu_threads(cfg.train.threads_per_rank, env.local_world_size) \

@@ -15,7 +15,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import config as config_mod
-from bench import device_times, strategies
+from bench import device_times, prefetch, strategies
+from bench.precision import Precision, set_tf32
 from bench.costs import links
 from bench.data import Batches, build_language
 from bench.faults import Faults
@@ -123,18 +124,23 @@ class CommHook:
 
 
 class Trainer:
-    def __init__(self, cfg, env, faults=None):
+    def __init__(self, cfg, env, faults=None, precision: str = "fp32"):
         self.cfg, self.env = cfg, env
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.language = build_language(cfg.data, cfg.train.seed)
         vocab = self.language.vocab_size
         model = build_model(cfg.model, vocab, cfg.train.seq_len).to(env.device)
-        self.model = model
+        self.model = model  # the plain module: parameters, FLOPs (DDP may wrap a compiled one)
+        self.precision = Precision(precision, env.device.type)  # agreed by the fleet (worker)
+        if env.device.type == "cuda":
+            set_tf32(precision)
         # An emulated workload's gradient is bytes_scale x this model's: shrink the buckets by as
         # much, so the emulated wire sees the workload's buckets (and their overlap with backward).
         emulated = device_times.workload_applies(cfg, env.device.type)
         scale = device_times.bytes_scale(cfg) if emulated else 1.0
-        self.ddp = DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+        # torch.compile inside DDP: DDP's buckets and comm hook see the compiled module's grads.
+        compiled = torch.compile(model) if cfg.train.compile else model
+        self.ddp = DDP(compiled, device_ids=[env.device.index] if env.device.type == "cuda" else None,
                        bucket_cap_mb=cfg.strategy.bucket_cap_mb / scale)
         self.optimizer = make_optimizer(model.parameters(), cfg.train.lr)
         self._shadow_opt = None  # calibration's copy (optimizer_pass)
@@ -143,9 +149,15 @@ class Trainer:
         self.batches = Batches(self.language, cfg.train.seed, env.rank, self.strategy.micro_batch,
                                cfg.train.seq_len, env.device, offset=self.strategy.offset,
                                uniform=cfg.train.micro_batch)
+        self.source = prefetch.wrap(self.batches, cfg.train.prefetch, env.device.type)
         self.clock = make_clock(env.device.type, env.device)
         self.pacer, self.link = NoPacing(), NoLink()
         self.faults = faults or Faults(cfg.faults, env.rank)
+        self.gpu_sleep = None  # in-stream delays on a GPU (faults, pacing): bench.gpu_sleep
+        if env.device.type == "cuda":
+            from bench import gpu_sleep
+
+            self.gpu_sleep = self.faults.delay = gpu_sleep.calibrate()
         sites = [row["site"] for row in config_mod.rank_table(cfg)]
         self.hook = CommHook(self.clock, self.pacer, self.link, self.strategy.exchange, sites, scale)
         self.ddp.register_comm_hook(None, self.hook.on_bucket)
@@ -171,7 +183,8 @@ class Trainer:
         x, y = self.batches.batch(0)
         with self.ddp.no_sync():
             t0 = time.monotonic()
-            loss = self.ddp(x, y)
+            with self.precision.autocast():
+                loss = self.ddp(x, y)
             self._sync()
             t1 = time.monotonic()
             loss.backward()
@@ -179,6 +192,16 @@ class Trainer:
             t2 = time.monotonic()
         self.optimizer.zero_grad(set_to_none=True)
         return t1 - t0, t2 - t1
+
+    def forward_backward(self) -> None:
+        """One forward + backward with nothing synchronised and no exchange (no_sync), the
+        gradients thrown away: queued on the GPU for bench.boundness to time with events."""
+        x, y = self.batches.batch(0)
+        with self.ddp.no_sync():
+            with self.precision.autocast():
+                loss = self.ddp(x, y)
+            loss.backward()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def optimizer_pass(self) -> float:
         """One AdamW step on a shadow copy of the parameters (same sizes, same kernels): its
@@ -206,6 +229,11 @@ class Trainer:
         self._sync()
         return time.monotonic() - t0
 
+    def close(self) -> None:
+        """Stop the batch prefetcher's worker (if any)."""
+        if self.source is not self.batches:
+            self.source.close()
+
     def drop_calibration_state(self) -> None:
         """The shadow optimizer and gradient stand-in cost ~5x the parameters: free them."""
         self._shadow_opt = self._grad_buffer = None
@@ -222,18 +250,19 @@ class Trainer:
         origin = pacer.start_step(step, time.monotonic())
         self.link.start_step(step)
         mark("start", origin)
-        x, y = self.batches.batch(step)
+        x, y = self.source.batch(step)
         mark("data", origin)  # emulated: the device has its batch at once (prefetched)
-        loss = self.ddp(x, y)
+        with self.precision.autocast():
+            loss = self.ddp(x, y)
         fwd_end = pacer.pad_forward()
         fault_ms = self.faults.before_backward(step)
         mark("fwd", pacer.after_fault(fault_ms / 1000.0, fwd_end))
         self.hook.start_backward()
         # The comm hook marks `ready`; backward returns when every bucket is exchanged.
-        (loss * self.strategy.loss_weight).backward()
+        self.precision.backward(loss * self.strategy.loss_weight)
         synced = self.link.released_at() or time.monotonic()  # emulated end of the exchange
         mark("synced", synced)
-        self.optimizer.step()
+        self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         opt_end = pacer.pad_optimizer(synced)
         mark("opt", opt_end)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from bench import config as config_mod, hardware
+from bench import config as config_mod, hardware, precision
 from bench.costs import devices
 from bench.config import ConfigError, world_size
 
@@ -139,20 +139,17 @@ def _validate_ids(cfg: DictConfig) -> None:
 
 def validate_devices(cfg: DictConfig) -> None:
     """Checks that need torch (the driver calls this before starting torchrun)."""
-    import torch
-
     if world_size(cfg) > MAX_LOCAL_RANKS:
         arithmetic = " + ".join(str(g.count) for g in cfg.cluster.groups)
         raise ConfigError("cluster.groups", f"{arithmetic} = {world_size(cfg)} ranks",
                           f"`hetbench run` starts every rank on this machine, at most "
                           f"{MAX_LOCAL_RANKS}; use fewer ranks, or launch torchrun on each node "
                           "(`hetbench predict` models large clusters without running them)")
-    cuda = torch.cuda.is_available()
-    if cfg.train.device == "cuda" and not cuda:
-        raise ConfigError("train.device", "cuda", "no CUDA device is visible here; use "
-                          "train.device=cpu (or auto) to emulate the cluster on CPU ranks")
-    uses_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and cuda)
-    if cfg.dist.backend == "nccl" and not uses_cuda:
+    from bench import placement
+
+    # `hetbench run` starts every rank here: each needs a GPU of its own (or all emulate).
+    placed = placement.place(cfg.train.device, world_size(cfg), placement.visible_gpus())
+    if cfg.dist.backend == "nccl" and placed.device != "cuda":
         raise ConfigError("dist.backend", "nccl", "NCCL needs CUDA devices; use dist.backend=gloo "
                           "(or auto) for CPU ranks")
 
@@ -257,6 +254,8 @@ def _validate_choices(cfg: DictConfig) -> None:
         "emulation.time": (cfg.emulation.time, ("device", "host")),
         "emulation.precision": (cfg.emulation.precision, ("auto", *devices.PRECISIONS)),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
+        "train.precision": (cfg.train.precision, precision.CHOICES),
+        "train.prefetch": (cfg.train.prefetch, ("auto", "on", "off")),
         "dist.backend": (cfg.dist.backend, ("auto", "gloo", "nccl")),
         "data.kind": (cfg.data.kind, ("markov", "text")),
         "logger.wandb.mode": (cfg.logger.wandb.mode, ("offline", "online", "disabled")),
@@ -294,13 +293,15 @@ def _validate_emulation(cfg: DictConfig) -> None:
         raise ConfigError("emulation.time_scale", e.time_scale,
                           "use 1 or more (device time is never faster than this machine), or null "
                           "to calibrate it")
-    if e.precision != "auto":
+    for key, wanted in (("emulation.precision", e.precision), ("train.precision", cfg.train.precision)):
+        if wanted == "auto" or (key == "train.precision" and e.precision != "auto"):
+            continue  # the device model times emulation.precision where that is set
         for i, group in enumerate(cfg.cluster.groups):
             spec = hardware.lookup(group.device)
-            if spec.peak_tflops(e.precision) is None:
-                raise ConfigError("emulation.precision", e.precision,
-                                  f"cluster.groups[{i}] ({spec.name}) has no {e.precision}; use auto "
-                                  "or a precision every device supports (fp16, fp32)")
+            if spec.peak_tflops(wanted) is None:
+                raise ConfigError(key, wanted, f"cluster.groups[{i}] ({spec.name}) has no "
+                                  f"{wanted}; use auto or a precision every device supports "
+                                  "(fp16, fp32)")
     if e.profile:
         from bench import device_times
 

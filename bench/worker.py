@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 import bench
 from bench import config as config_mod
-from bench import device_times, emulate, interrupts, metrics, sinks, timebase
+from bench import boundness, device_times, emulate, interrupts, metrics, mfu, precision, sinks, timebase
 from bench.costs import devices
 from bench.dist import DistEnv, measure_clock_offsets
 from bench.hardware import detect_local_device, lookup
@@ -57,6 +57,7 @@ class RankRun:
         self.logger = sinks.NullLogger()
         # Filled by setup(); close() must work even if setup failed half-way.
         self.trainer, self.ranks, self.offsets = None, [], []
+        self.real, self.compute_precision = None, None
         self.pacer, self.link = NoPacing(), NoLink()
         self.scale, self.time_base = 1.0, timebase.WALL  # what users read: host ms / scale
         self.started = _dt.datetime.now().astimezone().isoformat()
@@ -66,13 +67,16 @@ class RankRun:
     def setup(self) -> None:
         cfg, env = self.cfg, self.env
         self.offsets = measure_clock_offsets(env)
-        self.trainer = Trainer(cfg, env)
+        self.real = detect_local_device(env.device.type)
+        self.compute_precision = precision.agree(cfg.train.precision, env.device.type,
+                                                 self.real["catalog"], _gather_objects)
+        self.trainer = Trainer(cfg, env, precision=self.compute_precision)
         self.pacer, self.link = emulate.build(cfg, env, self.trainer.gradient_numel())
         self.trainer.attach(self.pacer, self.link)
         self.trainer.offset_s = self.link.offset_s = self.offsets[env.rank]["offset_s"]
-        self.ranks = self._gather_rank_info()
         self.scale = emulate.calibrate(self.pacer, self.link, self.trainer.faults, self.trainer, cfg)
         self.time_base = emulate.time_base(cfg, self.pacer)
+        self.ranks = self._gather_rank_info()  # after calibration: a GPU pacer's real times
         if self.calibrate_only:
             return
         if self.is_main:
@@ -83,9 +87,10 @@ class RankRun:
 
     def _gather_rank_info(self) -> list[dict]:
         table = config_mod.rank_table(self.cfg)[self.env.rank]
-        real = detect_local_device(self.env.device.type)
+        real = self.real
         emulating = self.pacer.active
-        times = self.pacer.device if emulating else _real_device_times(self.cfg, real, self.env.rank)
+        times = self.pacer.device if emulating else \
+            _real_device_times(self.cfg, real, self.env.rank, self.compute_precision)
         mine = {"rank": self.env.rank, "host": self.env.host, "local_rank": self.env.local_rank,
                 "site": table["site"], "device": real["catalog"] or real["name"],
                 "real_device": real, "emulated_device": table["device"] if emulating else None,
@@ -94,7 +99,10 @@ class RankRun:
                 "speed": times and 1000.0 / times.compute_ms,  # device steps/s of compute
                 "clock_offset_s": self.offsets[self.env.rank]["offset_s"],
                 "clock_uncertainty_s": self.offsets[self.env.rank]["uncertainty_s"],
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(),
+                **mfu.rank_basis(self.cfg, real, table["device"] if emulating else None,
+                                 self._precision(), self.env.device.type),
+                **boundness.verdict(self.trainer, times, self.env.device.type)}
         everyone = [None] * self.env.world_size
         dist.all_gather_object(everyone, mine)
         return everyone
@@ -162,6 +170,8 @@ class RankRun:
         """Runs on every path (status ok, failed or interrupted). Unattributed records still go
         to disk (wait/transfer null)."""
         self.stop.deferred = True  # a Ctrl-C now must not cut the summary short
+        if self.trainer is not None:
+            self.trainer.close()
         disk_error = self._close_log()
         if disk_error is not None and status == "ok":
             status, error = "failed", f"rank {self.env.rank}: could not write its records: {disk_error}"
@@ -210,6 +220,7 @@ class RankRun:
         if summary.get("step_ms"):
             summary["host_step_ms_p50"] = summary["step_ms"]["p50"] * self.scale
             summary.update(self._strategy_numbers(records, summary["tokens_per_s"]))
+        summary["precision"] = self._precision_section()
         summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=self.run_id, status=status,
                        time_base=self.time_base, time_scale=self.scale,
                        entropy_floor=self.trainer.language.entropy_floor if self.trainer else None)
@@ -256,6 +267,7 @@ class RankRun:
                       "params": model and model.num_params(non_embedding=False),
                       "flops_per_token": model and model.flops_per_token()},
             "entropy_floor": self.trainer and self.trainer.language.entropy_floor,
+            "precision": self._precision_section(),
             "emulation": {**self.pacer.describe(), **self.link.describe(),
                           "time_base": self.time_base, "time_scale": self.scale,
                           "precision": self._precision(), "device_model": self._device_model()},
@@ -274,9 +286,19 @@ class RankRun:
         names = sorted({r["emulated_device"] or r["device"] for r in self.ranks})
         return [devices.describe_defaults(n, self._precision()) for n in names if lookup(n)]
 
+    def _precision_section(self) -> dict:
+        """What the ranks computed in, what the device model timed, and how (metadata, summary)."""
+        return {"requested": self.cfg.train.precision, "compute": self.compute_precision,
+                "device_model": self._precision(), "compile": bool(self.cfg.train.compile),
+                "prefetch": self.trainer is not None
+                and self.trainer.source is not self.trainer.batches}
+
     def _precision(self) -> str:
-        """The device model's precision when emulating; real devices compute in fp32 for now."""
-        return device_times.precision(self.cfg) if self.pacer.active else "fp32"
+        """The device model's precision when emulating (CPU ranks compute in fp32 but time the
+        configured precision); on real GPUs, the precision the fleet agreed to compute in."""
+        if self.pacer.active or self.env.device.type != "cuda" or not self.compute_precision:
+            return device_times.precision(self.cfg)
+        return self.compute_precision
 
 
 ALIGN_MARGIN_S = 0.002  # lets every rank wake from the agreement before the common start
@@ -292,14 +314,21 @@ def _unpack(row: list[float]) -> dict:
     return as_record(GATHERED, row)
 
 
-def _real_device_times(cfg, real: dict, rank: int):
-    """The device model's times for the GPU this rank really runs on, at its micro-batch (fp32,
-    as the trainer computes on real devices for now); None for a CPU or an unknown device."""
+def _real_device_times(cfg, real: dict, rank: int, compute_precision: str):
+    """The device model's times for the GPU this rank really runs on, at its micro-batch and the
+    precision it computes in; None for a CPU or an unknown device."""
     if not lookup(real["catalog"]):
         return None
     batch = device_times.micro_batches(cfg)[rank]
-    work = dataclasses.replace(device_times.workload(cfg, batch, own=True), precision="fp32")
+    work = dataclasses.replace(device_times.workload(cfg, batch, own=True),
+                               precision=compute_precision)
     return devices.phase_times(real["catalog"], work)
+
+
+def _gather_objects(mine) -> list:
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone
 
 
 def _show_progress(progress, window: list[dict], step: int) -> None:

@@ -4,6 +4,9 @@ JSONL), interleaved block by block in one torchrun job so that both see the same
 
     python benchmarks/overhead.py [--ranks 2] [--blocks 10] [--block-steps 20] [overrides...]
 
+On CUDA (one GPU per rank; `--ranks 1` on a one-GPU machine) both loops run on the GPU in the
+precision hetbench agreed on, from the same batch source (prefetched on CUDA).
+
 Emulation is off (no pacing, no link delay): only the harness is measured. Blocks alternate
 A B, B A, A B, ... so that neither loop always runs first; each block runs 2 untimed steps
 after switching loops (caches, allocator) before it times `--block-steps`. Each A B + B A pair
@@ -39,7 +42,10 @@ def launch(args) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}",
            __file__, "--worker", f"--blocks={args.blocks}", f"--block-steps={args.block_steps}",
            *args.overrides]
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.ranks)))
+    import torch
+
+    gpu = torch.cuda.is_available()  # GPU ranks: one OpenMP thread, as `hetbench run` gives them
+    env = dict(os.environ, OMP_NUM_THREADS=str(1 if gpu else max(1, (os.cpu_count() or 1) // args.ranks)))
     return subprocess.call(cmd, env=env)
 
 
@@ -60,11 +66,14 @@ def worker(args) -> None:
         "emulation.compute=off", "logger=none", f"train.steps={total}", "train.warmup_steps=0",
         *args.overrides])
     env = dist_mod.init(cfg)
-    dist_mod.set_cpu_threads(cfg.train.threads_per_rank, env.local_world_size)
+    if env.device.type == "cpu":
+        dist_mod.set_cpu_threads(cfg.train.threads_per_rank, env.local_world_size)
     with tempfile.TemporaryDirectory() as tmp:
         run = RankRun(cfg, env, Path(tmp), "overhead")
         run.setup()
         bare = Bare(cfg, run.trainer, torch, DDP, build_model)
+        if env.rank == 0:
+            print(f"device {env.device}, precision {run.compute_precision}", flush=True)
         times = {"bare": [], "hetbench": []}
         for block in range(args.blocks):
             settle = range(block * span, block * span + SETTLE_STEPS)
@@ -78,29 +87,36 @@ def worker(args) -> None:
                 dist.barrier()  # sync point: the block ends when every rank is done
                 times[kind].append((time.perf_counter() - t0) / args.block_steps * 1000)
         run.log.close()
+        run.trainer.close()
     dist_mod.teardown(True)
     if env.rank == 0:
         report(times)
 
 
 class Bare:
-    """The plain DDP loop: same model, data, optimizer and buckets; built-in all-reduce."""
+    """The plain DDP loop: same model, data, device, precision, optimizer and buckets; DDP's
+    built-in all-reduce; one sync per step (loss.item(), as hetbench's clock has one)."""
 
     def __init__(self, cfg, trainer, torch, DDP, build_model):
-        torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model, trainer.language.vocab_size, cfg.train.seq_len)
-        self.ddp = DDP(model, bucket_cap_mb=cfg.strategy.bucket_cap_mb)
+        from bench.precision import Precision
         from bench.trainer import make_optimizer
 
+        torch.manual_seed(cfg.train.seed)
+        device = trainer.env.device
+        model = build_model(cfg.model, trainer.language.vocab_size, cfg.train.seq_len).to(device)
+        self.ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                       bucket_cap_mb=cfg.strategy.bucket_cap_mb)
         self.opt = make_optimizer(model.parameters(), cfg.train.lr)  # the same as hetbench's
-        self.batches = trainer.batches
+        self.precision = Precision(trainer.precision.name, device.type)
+        self.batches = trainer.source  # hetbench's batch source (prefetched on CUDA)
 
     def run(self, steps) -> None:
         for step in steps:
             x, y = self.batches.batch(step)
-            loss = self.ddp(x, y)
-            loss.backward()
-            self.opt.step()
+            with self.precision.autocast():
+                loss = self.ddp(x, y)
+            self.precision.backward(loss)
+            self.precision.step(self.opt)
             self.opt.zero_grad(set_to_none=True)
             loss.item()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bench.analysis.rundir import Run
+from bench.sinks import percent
 
 NOTABLE_SLOWDOWN = 1.02
 """Per-rank what-if slowdowns under 2% are not worth a sentence."""
@@ -105,8 +106,35 @@ def network_sentence(analysis: dict) -> str | None:
             f"({parts['network_ms'] / parts['measured_ms']:.0%} of it).")
 
 
+def mfu_sentence(run: Run) -> str | None:
+    """Cluster MFU against the sum of the devices' own peaks, and which ranks wait for their
+    hosts (launch-bound), where the run measured or modelled it."""
+    s = run.summary
+    parts = []
+    if s.get("mfu") is not None:
+        prec = (s.get("precision") or {}).get("device_model", "")
+        parts.append(f"Cluster MFU {percent(s['mfu'])}: {s['achieved_tflops']:,.2f} TFLOP/s "
+                     f"achieved against {s['peak_tflops']:,.0f} TFLOP/s, the sum of every "
+                     f"device's own {prec} peak ({percent(s['mfu_compute'])} while computing).")
+    bound = [r for r in s.get("ranks") or [] if r.get("bound") == "launch-bound"]
+    if bound:
+        busy = [r["gpu_busy_share"] for r in bound if r.get("gpu_busy_share") is not None]
+        how = (f"their GPUs ran kernels {max(busy):.0%} of forward + backward at most (profiler)"
+               if busy else "the device model puts this model at eager PyTorch's launch floor")
+        parts.append(f"{_ranks_text(bound)} {'is' if len(bound) == 1 else 'are'} launch-bound: "
+                     f"the GPUs wait for their hosts ({how}), so faster GPUs gain little; "
+                     "train.compile=true or a larger micro-batch moves the work onto the GPU.")
+    return " ".join(parts) or None
+
+
+def _ranks_text(rows: list[dict]) -> str:
+    ranks = [str(r["rank"]) for r in rows]
+    return ("Rank " if len(ranks) == 1 else "Ranks ") + ", ".join(ranks)
+
+
 def sentences(run: Run, analysis: dict) -> list[str]:
     lines = [s for s in (status_sentence(run, analysis),) if s]
     lines += [headline(run, analysis), *rank_sentences(run, analysis)]
+    lines += [s for s in (mfu_sentence(run),) if s]
     lines += [s for s in (top_k_sentence(analysis), network_sentence(analysis)) if s]
     return lines + transient_sentences(run, analysis)

@@ -12,7 +12,7 @@ import numpy as np
 from bench import config as config_mod
 from bench import device_times, metrics, timebase
 from bench.costs.links import link_of
-from bench.emulate import compute, network
+from bench.emulate import compute, gpu, network
 from bench.trainer import NoLink, NoPacing
 
 # Pacing holds when a rank's median compute is within this share of its target. Past it, the
@@ -34,8 +34,10 @@ def build(cfg, env, total_numel: int):
     pacer = NoPacing()
     if pacing_enabled(cfg, env.device.type):
         times = device_times.rank_times(cfg)[env.rank]
-        pacer = compute.Pacer(times, total_numel, table[env.rank]["device"],
-                              timeline=env.device.type == "cpu")
+        if env.device.type == "cuda":  # real GPUs: spin kernels in the stream, real time
+            pacer = gpu.GpuPacer(times, total_numel, table[env.rank]["device"])
+        else:
+            pacer = compute.Pacer(times, total_numel, table[env.rank]["device"])
     link = NoLink()
     if cfg.emulation.network != "off":
         model = network.LinkModel([r["site"] for r in table], link_of(cfg.network.intra_site),
@@ -52,7 +54,11 @@ def calibrate(pacer, link, faults, trainer, cfg) -> float:
     if not pacer.active:
         return 1.0
     e = cfg.emulation
-    scale = compute.calibrate(pacer, trainer, e.calibration_steps, e.reference_scale, e.time_scale)
+    if isinstance(pacer, gpu.GpuPacer):
+        scale = pacer.calibrate(trainer, e.calibration_steps)  # real time: D = 1
+    else:
+        scale = compute.calibrate(pacer, trainer, e.calibration_steps, e.reference_scale,
+                                  e.time_scale)
     world_scale = scale if e.time == "device" else 1.0
     link.time_scale = faults.time_scale = world_scale
     trainer.drop_calibration_state()

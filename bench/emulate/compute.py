@@ -181,12 +181,17 @@ def measure_host(trainer, passes: int) -> tuple[float, float, float, float]:
         one_pass()  # warm-up: allocator, kernels, first-touch, connections
         samples[name] = []
         for _ in range(passes):
-            dist.barrier()
+            _barrier(trainer.env.device)
             samples[name].append(one_pass())
     fwd = statistics.median(s[0] for s in samples["compute"])
     bwd = statistics.median(s[1] for s in samples["compute"])
     return tuple(v * 1e3 for v in (fwd, bwd, statistics.median(samples["opt"]),
                                    statistics.median(samples["rest"])))
+
+
+def _barrier(device) -> None:
+    """NCCL's barrier needs the rank's GPU named (else it guesses, and warns)."""
+    dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
 
 
 def needed_scale(host_ms: tuple, device: PhaseTimes) -> float:

@@ -1,0 +1,50 @@
+"""Where the ranks run, decided before any rank starts: CUDA only when every local rank gets a
+GPU of its own. Pure (the GPU count is an argument), so the driver, the workers and the tests
+share one rule.
+
+  train.device=auto  CUDA when GPUs >= local ranks; with fewer GPUs than ranks, but some, the
+                     ranks emulate on CPU and the driver says so in one line; no GPU: CPU.
+  train.device=cuda  fewer GPUs than local ranks is bad input: exit 2, naming both numbers.
+  train.device=cpu   CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from bench.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str  # "cuda" | "cpu"
+    notice: Optional[str] = None  # one line for the user when auto fell back to CPU
+
+
+def place(requested: str, local_ranks: int, gpus: int) -> Placement:
+    if requested == "cpu":
+        return Placement("cpu")
+    if gpus >= local_ranks and gpus > 0:
+        return Placement("cuda")
+    if requested == "cuda":
+        raise ConfigError("train.device", "cuda", too_few(local_ranks, gpus))
+    if gpus == 0:
+        return Placement("cpu")
+    return Placement("cpu", f"{local_ranks} ranks, {gpus} GPU{'s' * (gpus != 1)} visible: "
+                            f"emulating on CPU (each rank needs a GPU of its own; for the GPU, "
+                            f"use a cluster with at most {gpus} rank{'s' * (gpus != 1)} per "
+                            "machine, or train.device=cuda to insist)")
+
+
+def too_few(local_ranks: int, gpus: int) -> str:
+    return (f"{local_ranks} ranks on this machine but {gpus} GPU{'s' * (gpus != 1)} visible; "
+            f"use a cluster= preset with at most {gpus} rank{'s' * (gpus != 1)} per machine "
+            "(e.g. cluster.groups='[{device:H100,count:1}]'), or train.device=cpu to emulate")
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process sees (0 without CUDA). torch.cuda.device_count() asks NVML or
+    the driver without creating a context, so the driver can call it before forking ranks."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

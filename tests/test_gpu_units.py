@@ -1,0 +1,64 @@
+"""The real-GPU pieces that need no GPU: the busy-share arithmetic behind the launch-bound
+verdict, in-stream fault delays and the GPU pacer's pads."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from bench import boundness
+from bench.costs.devices import PhaseTimes
+from bench.emulate import gpu as gpu_pacing
+from bench.faults import Faults
+
+
+def test_busy_share_is_the_union_of_kernel_intervals_over_their_span():
+    # Kernels at 0-10 and 5-15 (overlapping: 15 busy), then a gap, then 30-40: 25 of 40.
+    assert boundness.busy_share([(30, 40), (0, 10), (5, 15)]) == pytest.approx(25 / 40)
+    assert boundness.busy_share([(0, 10), (10, 20)]) == pytest.approx(1.0)
+    assert boundness.busy_share([]) is None
+
+
+def test_verdict_from_the_device_model_for_an_emulated_rank():
+    launch = PhaseTimes(1, 2, 0.5, "launch-bound", "model")
+    assert boundness.verdict(None, launch, "cpu") == {
+        "bound": "launch-bound", "gpu_busy_share": None, "bound_source": "device model"}
+    assert boundness.verdict(None, None, "cpu")["bound"] is None
+
+
+def test_slow_fault_uses_the_rank_s_delay_function_in_device_ms():
+    faults = Faults(OmegaConf.create([{"kind": "slow", "rank": 0, "start_step": 2, "end_step": 4,
+                                       "ms": 30.0}]), rank=0)
+    queued = []
+    faults.delay = queued.append  # a GPU rank queues a spin kernel instead of a host sleep
+    assert [faults.before_backward(s) for s in range(5)] == [0.0, 0.0, 30.0, 30.0, 0.0]
+    assert queued == [30.0, 30.0]
+
+
+class FakeSleep:
+    cycles_per_ms = 1.9e6
+
+    def __init__(self):
+        self.queued = []
+
+    def __call__(self, ms):
+        self.queued.append(ms)
+
+
+def test_gpu_pacer_pads_each_phase_to_its_target_in_the_stream(monkeypatch):
+    """Targets (the configured device) 10 / 20 / 2 ms; this GPU measured 4 / 8 / 3 ms: pads
+    6 after forward, 12 over backward (split by bucket size), none after the optimizer (the
+    real one is slower than its target: shown as excess, never negative)."""
+    monkeypatch.setattr(gpu_pacing, "measure_host", lambda trainer, passes: (4.0, 8.0, 3.0, 1.0))
+    pacer = gpu_pacing.GpuPacer(PhaseTimes(10.0, 20.0, 2.0, "compute-bound", "model"), 1000, "A100-80GB")
+    sleep = FakeSleep()
+    trainer = type("T", (), {"gpu_sleep": sleep})()
+    assert pacer.calibrate(trainer, passes=3) == 1.0
+    assert pacer.pads == (6.0, 12.0, 0.0)
+    pacer.start_step(0, 0.0)
+    pacer.pad_forward()
+    for numel in (250, 750):
+        pacer.pad_bucket(numel)
+    pacer.pad_optimizer(0.0)
+    assert sleep.queued == pytest.approx([6.0, 3.0, 9.0])
+    assert pacer.pad_ms() == pytest.approx(18.0)
+    assert pacer.describe()["pacing"] == "gpu-sleep"

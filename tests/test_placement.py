@@ -1,0 +1,62 @@
+"""Where the ranks run: CUDA only when every local rank gets a GPU of its own."""
+from __future__ import annotations
+
+import pytest
+
+from bench import cli, driver, placement
+from bench.config import ConfigError
+
+
+def test_auto_with_four_ranks_and_one_gpu_emulates_on_cpu_and_says_so():
+    placed = placement.place("auto", 4, 1)
+    assert placed.device == "cpu"
+    assert placed.notice.startswith("4 ranks, 1 GPU visible: emulating on CPU")
+
+
+def test_auto_uses_cuda_when_each_rank_has_a_gpu():
+    assert placement.place("auto", 2, 2) == placement.Placement("cuda")
+    assert placement.place("auto", 1, 8) == placement.Placement("cuda")
+
+
+def test_no_gpu_is_plain_cpu_without_a_notice():
+    assert placement.place("auto", 4, 0) == placement.Placement("cpu")
+    assert placement.place("cpu", 4, 8) == placement.Placement("cpu")
+
+
+def test_cuda_with_too_few_gpus_names_both_numbers_and_the_fix():
+    with pytest.raises(ConfigError) as err:
+        placement.place("cuda", 4, 1)
+    assert err.value.key == "train.device"
+    assert "4 ranks" in str(err.value) and "1 GPU visible" in str(err.value)
+    assert "train.device=cpu" in str(err.value) and "cluster" in str(err.value)
+
+
+def test_hetbench_run_exits_2_before_launch_when_cuda_is_short(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(placement, "visible_gpus", lambda: 1)
+    launched = []
+    monkeypatch.setattr(driver, "launch", lambda *a, **k: launched.append(a) or 0)
+    rc = cli.main(["run", f"out_root={tmp_path}", "train.device=cuda"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not launched
+    assert "4 ranks on this machine but 1 GPU visible" in err
+    assert "Traceback" not in err
+
+
+def test_driver_tells_the_workers_to_emulate_when_gpus_are_short(monkeypatch, capsys):
+    monkeypatch.setattr(placement, "visible_gpus", lambda: 1)
+    from bench import config
+
+    cfg = config.compose([])
+    overrides = driver.place_ranks(cfg, ["train.steps=5"])
+    assert overrides == ["train.steps=5", "train.device=cpu"] and cfg.train.device == "cpu"
+    assert capsys.readouterr().out.strip() == (
+        "hetbench: 4 ranks, 1 GPU visible: emulating on CPU (each rank needs a GPU of its own; "
+        "for the GPU, use a cluster with at most 1 rank per machine, or train.device=cuda to insist)")
+
+
+def test_driver_leaves_the_overrides_alone_where_gpus_suffice(monkeypatch, capsys):
+    monkeypatch.setattr(placement, "visible_gpus", lambda: 4)
+    from bench import config
+
+    cfg = config.compose([])
+    assert driver.place_ranks(cfg, ["a=1"]) == ["a=1"] and capsys.readouterr().out == ""
