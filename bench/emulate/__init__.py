@@ -11,7 +11,7 @@ import numpy as np
 
 from bench import config as config_mod
 from bench import device_times, metrics, timebase
-from bench.costs.links import link_of
+from bench.costs.links import Link, link_of
 from bench.emulate import compute, network
 from bench.trainer import NoLink, NoPacing
 
@@ -38,13 +38,23 @@ def build(cfg, env, total_numel: int):
                               timeline=env.device.type == "cpu")
     link = NoLink()
     if cfg.emulation.network != "off":
-        model = network.LinkModel([r["site"] for r in table], link_of(cfg.network.intra_site),
-                                  link_of(cfg.network.inter_site), cfg.train.seed)
+        intra, inter = software_links(cfg)
+        model = network.LinkModel([r["site"] for r in table], intra, inter, cfg.train.seed)
         # Ideal links still get the emulated exchange on a paced (timeline) rank: it ends at the
         # last hand-over, and the real loopback transfer rides in the slack instead of the step.
         if model.active or getattr(pacer, "timeline", False):
             link = network.DelayedLink(model, env.device)
+            link.bandwidth_by = "kernel (tbf)" if cfg.emulation.network == "kernel" else "model"
     return pacer, link
+
+
+def software_links(cfg) -> tuple[Link, Link]:
+    """(intra, inter) links as the software model injects them: with emulation.network=kernel
+    the inter-site link without its bandwidth, which tc tbf enforces (bench.emulate.kernel_link)."""
+    intra, inter = link_of(cfg.network.intra_site), link_of(cfg.network.inter_site)
+    if cfg.emulation.network == "kernel":
+        inter = Link(inter.latency_ms, None, inter.jitter_ms)
+    return intra, inter
 
 
 def calibrate(pacer, link, faults, trainer, cfg) -> float:
