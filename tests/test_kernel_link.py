@@ -9,6 +9,7 @@ from bench import cli
 from bench import config as config_mod
 from bench.costs.links import LinkModel
 from bench.emulate import kernel_link, software_links
+from bench.emulate import warnings as emulate_warnings
 
 KERNEL = ["emulation.network=kernel", "emulation.compute=off"]
 
@@ -64,3 +65,26 @@ def test_collectives_refuse_a_kernel_shaped_link(capsys):
     rc = cli.main(["collectives", *KERNEL])
     assert rc == cli.EXIT_BAD_INPUT
     assert "emulation.network=off" in capsys.readouterr().err
+
+
+TC_JSON = ('[{"kind":"noqueue","dev":"lo","options":{}},'
+           '{"kind":"tbf","dev":"eth1","options":{"rate":62500000,"burst":65525,"lat":50000}}]')
+
+
+def test_tbf_rates_read_from_tc_json():
+    assert kernel_link.tbf_rates(TC_JSON) == {"eth1": 0.5}  # tbf's rate is in bytes/s
+
+
+@pytest.mark.parametrize("expected, found, warned", [
+    (0.5, {"eth1": 0.5}, False),
+    (0.5, {"eth1": 0.52}, False),           # tc rounds rates; within 10% is the link's shaping
+    (0.5, {"eth1": 1.0}, True),             # shaped, but to another rate
+    (0.5, {}, True),                         # nothing shaped: the launcher was not told SHAPE_DEV
+    (0.5, None, True),                       # tc could not tell
+])
+def test_a_run_expecting_tbf_warns_when_this_host_lacks_it(expected, found, warned):
+    summary = {"emulation": {"kernel_tbf": {"expected_gbps": expected, "tbf_on_this_host": found}}}
+    lines = [line for line in emulate_warnings(summary) if "emulation.network=kernel" in line]
+    assert bool(lines) == warned
+    if found == {}:
+        assert "SHAPE_DEV" in lines[0]

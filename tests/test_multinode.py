@@ -131,7 +131,8 @@ def test_kernel_mode_shapes_the_link_and_injects_only_latency(two_hosts, tmp_pat
     overrides = ["cluster=mixed4", *RUN, f"out_root={out}", "emulation.network=kernel",
                  "emulation.compute=off", f"network.inter_site.bandwidth_gbps={gbps}",
                  "network.inter_site.latency_ms=1", "network.inter_site.jitter_ms=0"]
-    _wait(_start_agents(two_hosts, "kernel", overrides, {"SHAPE_DEV": "1"}))
+    logs = _wait(_start_agents(two_hosts, "kernel", overrides, {"SHAPE_DEV": "1"}))
+    assert "emulation.network=kernel, but" not in "".join(logs)  # no "unshaped" warning
     summary = read_json(out / "kernel" / "summary.json")
     sent = [_tbf_sent_bytes(two_hosts, side) for side in "ab"]
     wire_ms = summary["inter_site_bytes_per_step"] * 8 / (gbps * 1e9) * 1e3
@@ -140,6 +141,10 @@ def test_kernel_mode_shapes_the_link_and_injects_only_latency(two_hosts, tmp_pat
           f"{transfer:.1f} ms; injected {summary.get('injected_ms_p50')}")
     assert summary["status"] == "ok"
     assert summary["emulation"]["inter_site_bandwidth_by"] == "kernel (tbf)"
+    # rank 0 found its host's inter-site interface shaped to the configured rate (else: a warning)
+    found = summary["emulation"]["kernel_tbf"]["tbf_on_this_host"]
+    assert len(found) == 1 and set(found) <= {two_hosts.dev("a"), two_hosts.dev("b")}
+    assert list(found.values()) == [pytest.approx(gbps)]
     assert all(s >= 12 * summary["inter_site_bytes_per_step"] for s in sent)
     assert transfer >= 0.8 * wire_ms  # the kernel's bandwidth, measured in the exchange
     assert 0 < summary["injected_ms_p50"] < 0.1 * wire_ms  # latency only: no bandwidth term

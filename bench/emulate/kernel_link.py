@@ -21,10 +21,13 @@ dilates time by D, which would make the link look D times faster (validation say
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
+from typing import Optional
 
 LATENCY_MS = 50  # longest a packet may queue in the bucket before tbf drops it
+RATE_TOLERANCE = 0.10  # a tbf this close to the configured rate counts as the link's shaping
 MIN_BURST = 64 * 1024
 
 
@@ -56,6 +59,39 @@ def _tc(cmd: list[str]) -> None:
         raise RuntimeError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()}. Fix: run as root "
                            "(or with CAP_NET_ADMIN) with iproute2 installed, on the interface "
                            "that carries the inter-site traffic")
+
+
+def tbf_rates(tc_json: str) -> dict[str, float]:
+    """{interface: Gb/s} of every tbf qdisc in `tc -j qdisc show` output (tbf's rate: bytes/s)."""
+    return {q["dev"]: q["options"]["rate"] * 8 / 1e9 for q in json.loads(tc_json or "[]")
+            if q.get("kind") == "tbf"}
+
+
+def shaped_here() -> Optional[dict[str, float]]:
+    """tbf rates on this host's interfaces; None where tc cannot say (not installed, no rights)."""
+    try:
+        proc = subprocess.run(["tc", "-j", "qdisc", "show"], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return tbf_rates(proc.stdout) if proc.returncode == 0 else None
+
+
+def unshaped_warning(expected_gbps: float, found: Optional[dict]) -> Optional[str]:
+    """The run expects tbf at the configured rate on the inter-site interface: say so when this
+    host has none, since the link then runs at whatever the hardware gives."""
+    if found is None:
+        return (f"emulation.network=kernel, but tc could not list this host's qdiscs, so the "
+                f"{expected_gbps:g} Gb/s inter-site shaping is unverified. Fix: install iproute2 "
+                "and check with `tc qdisc show`.")
+    near = [dev for dev, gbps in found.items()
+            if abs(gbps / expected_gbps - 1) <= RATE_TOLERANCE]
+    if near:
+        return None
+    return (f"emulation.network=kernel, but no interface of this host is shaped to "
+            f"{expected_gbps:g} Gb/s (tbf found: {found or 'none'}), so the inter-site bandwidth "
+            "was not emulated. Fix: SHAPE_DEV=<inter-site interface> launch/torchrun_multinode.sh, "
+            "or `python -m bench.emulate.kernel_link --dev IFACE [overrides]` on every host.")
 
 
 def main(argv=None) -> int:
