@@ -3,6 +3,7 @@ fixture): sbatch runs a 2-rank CPU hetbench job to a completed run directory."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,6 @@ JOB = ["cluster=h100x2", "train.device=cpu", "logger=none", "train.steps=12",
 
 
 def _free_port() -> int:
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
