@@ -29,7 +29,7 @@ def test_sbatch_runs_two_cpu_ranks_to_a_completed_run(slurm_cluster, tmp_path):
     out = tmp_path / "runs"
     job = subprocess.run(["sbatch", "--wait", "--nodes=1", f"--output={tmp_path}/job.out",
                           "launch/slurm.sbatch", *JOB, f"out_root={out}"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
     assert job.returncode == 0, job.stdout + job.stderr + log
     job_id = re.search(r"Submitted batch job (\d+)", job.stdout).group(1)
