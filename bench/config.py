@@ -79,7 +79,10 @@ class EmulationConfig:
     compute: str = "auto"
     """auto: pace compute on CPU ranks, not on real GPUs; on|off to force."""
     network: str = "auto"
-    """auto: inject link delay whenever a link has latency, bandwidth or jitter; off to disable."""
+    """auto: inject link delay whenever a link has latency, bandwidth or jitter; off to disable;
+    kernel: the inter-site bandwidth is shaped by the kernel (tc tbf on each host's inter-site
+    interface, bench.emulate.kernel_link) and only latency and jitter are injected. Real time
+    only: needs emulation.compute=off (or real GPUs)."""
     calibration_steps: int = 6
     """Passes of each phase timed at start to agree on the time dilation D (not counted in warmup)."""
     reference_scale: float = 1.25

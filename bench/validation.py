@@ -36,6 +36,7 @@ def _validate_all(cfg: DictConfig, launched_world_size: Optional[int]) -> None:
     _validate_choices(cfg)
     _validate_faults(cfg)
     _validate_emulation(cfg)
+    _validate_kernel_link(cfg)
     _validate_strategy(cfg)
     _validate_predict(cfg)
 
@@ -250,7 +251,7 @@ def _validate_model(cfg: DictConfig) -> None:
 def _validate_choices(cfg: DictConfig) -> None:
     choices = {
         "emulation.compute": (cfg.emulation.compute, ("auto", "on", "off")),
-        "emulation.network": (cfg.emulation.network, ("auto", "off")),
+        "emulation.network": (cfg.emulation.network, ("auto", "off", "kernel")),
         "emulation.time": (cfg.emulation.time, ("device", "host")),
         "emulation.precision": (cfg.emulation.precision, ("auto", *devices.PRECISIONS)),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
@@ -306,3 +307,20 @@ def _validate_emulation(cfg: DictConfig) -> None:
         from bench import device_times
 
         device_times.load_profile(e.profile, cfg, device_times.workload(cfg))
+
+
+def _validate_kernel_link(cfg: DictConfig) -> None:
+    """emulation.network=kernel: tbf shapes real bytes per second, so the run must be in real
+    time (pacing dilates it by D) and there must be a bandwidth to shape."""
+    e = cfg.emulation
+    if e.network != "kernel":
+        return
+    if cfg.network.inter_site.bandwidth_gbps is None:
+        raise ConfigError("network.inter_site.bandwidth_gbps", None,
+                          "emulation.network=kernel shapes the inter-site bandwidth: set one "
+                          "(e.g. network.inter_site.bandwidth_gbps=1), or use emulation.network=auto")
+    if e.compute == "on" or (e.compute == "auto" and cfg.train.device != "cuda"):
+        raise ConfigError("emulation.compute", e.compute,
+                          "emulation.network=kernel needs real time, and compute pacing dilates "
+                          "time by D (the shaped link would look D times faster): set "
+                          "emulation.compute=off, or train.device=cuda")

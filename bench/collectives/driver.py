@@ -24,6 +24,10 @@ def main(args) -> int:
     overrides = list(args.overrides) + ([f"out_root={args.out_root}"] if args.out_root else [])
     cfg = config_mod.compose(overrides)  # raises ConfigError before any process starts
     config_mod.validate_devices(cfg)
+    if cfg.emulation.network == "kernel":  # the model times beside the measured would miss tbf's
+        raise config_mod.ConfigError("emulation.network", "kernel",
+                                     "hetbench collectives times the links as they are: use "
+                                     "emulation.network=off on a kernel-shaped link")
     plan = options.plan_from_args(args)
     run_id = cfg.run_id or new_run_id()
     run_dir = Path(cfg.out_root) / run_id

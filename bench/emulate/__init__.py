@@ -11,7 +11,7 @@ import numpy as np
 
 from bench import config as config_mod
 from bench import device_times, metrics, timebase
-from bench.costs.links import link_of
+from bench.costs.links import Link, link_of
 from bench.emulate import compute, gpu, network
 from bench.trainer import NoLink, NoPacing
 
@@ -40,13 +40,27 @@ def build(cfg, env, total_numel: int):
             pacer = compute.Pacer(times, total_numel, table[env.rank]["device"])
     link = NoLink()
     if cfg.emulation.network != "off":
-        model = network.LinkModel([r["site"] for r in table], link_of(cfg.network.intra_site),
-                                  link_of(cfg.network.inter_site), cfg.train.seed)
+        intra, inter = software_links(cfg)
+        model = network.LinkModel([r["site"] for r in table], intra, inter, cfg.train.seed)
         # Ideal links still get the emulated exchange on a paced (timeline) rank: it ends at the
         # last hand-over, and the real loopback transfer rides in the slack instead of the step.
-        if model.active or getattr(pacer, "timeline", False):
+        kernel = cfg.emulation.network == "kernel"
+        if model.active or getattr(pacer, "timeline", False) or kernel:
             link = network.DelayedLink(model, env.device)
+        if kernel:  # what this host's kernel enforces, for the summary and its warning
+            from bench.emulate import kernel_link  # here: `python -m` runs it as a script too
+            link.kernel_tbf = {"expected_gbps": float(cfg.network.inter_site.bandwidth_gbps),
+                               "tbf_on_this_host": kernel_link.shaped_here()}
     return pacer, link
+
+
+def software_links(cfg) -> tuple[Link, Link]:
+    """(intra, inter) links as the software model injects them: with emulation.network=kernel
+    the inter-site link without its bandwidth, which tc tbf enforces (bench.emulate.kernel_link)."""
+    intra, inter = link_of(cfg.network.intra_site), link_of(cfg.network.inter_site)
+    if cfg.emulation.network == "kernel":
+        inter = Link(inter.latency_ms, None, inter.jitter_ms)
+    return intra, inter
 
 
 def calibrate(pacer, link, faults, trainer, cfg) -> float:
@@ -128,7 +142,19 @@ def warnings(summary: dict) -> list[str]:
             "dilation (emulation.reference_scale=2.5, or a larger emulation.time_scale where it "
             "is pinned), or fewer ranks on this machine.")
     lines += _pinned_too_small(emu)
+    lines += _kernel_unshaped(emu)
     return lines
+
+
+def _kernel_unshaped(emu: dict) -> list[str]:
+    """emulation.network=kernel on a host (rank 0's) whose interfaces lack the configured tbf."""
+    tbf = emu.get("kernel_tbf")
+    if not tbf:
+        return []
+    from bench.emulate import kernel_link  # here: `python -m` runs it as a script too
+
+    line = kernel_link.unshaped_warning(tbf["expected_gbps"], tbf["tbf_on_this_host"])
+    return [line] if line else []
 
 
 def _pinned_too_small(emu: dict) -> list[str]:

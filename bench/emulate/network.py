@@ -49,6 +49,7 @@ class DelayedLink:
         self._next_bucket = 0  # the wire serves buckets in index order, as every rank must
         self._lock = threading.Lock()
         self._wire_free_at = 0.0  # aligned time at which the emulated wire is idle again
+        self.kernel_tbf = None  # emulation.network=kernel: {expected_gbps, tbf_on_this_host}
 
     def start_step(self, step: int) -> None:
         with self._lock:
@@ -160,6 +161,8 @@ class DelayedLink:
     def describe(self) -> dict:
         return {"network": "on" if self.model.active else "ideal (exchange on the emulated timeline)",
                 "links_in_ring": [vars(link) for link in self.model.links],
+                "inter_site_bandwidth_by": "kernel (tbf)" if self.kernel_tbf else "model",
+                **({"kernel_tbf": self.kernel_tbf} if self.kernel_tbf else {}),
                 "model": "ring all-reduce, 2(W-1) * (mean_hops(alpha) + (n/W)/min_links(beta)) + U(0, 2*jitter); "
                          "site and hierarchical routes: bench.costs.links",
                 "link_time_scale": self.time_scale}
