@@ -15,7 +15,9 @@ CUDA events, at start:
   <  BUSY_BOUND  launch-bound: the GPU waits for its host (torch.compile, CUDA graphs or a
                  larger micro-batch help)
 
-Only CUDA events and the stream: no profiler (whose callbacks can stay attached and slow every
+A host sync inside the pass (embedding backward's sort path reads a count back) makes the
+packed pass wait there too, so the share errs low by the launches after it. Only CUDA events
+and the stream: no profiler (whose callbacks can stay attached and slow every
 later launch). An emulated rank takes the device model's regime (floor vs FLOPs,
 bench.costs.devices); a CPU rank that emulates nothing has no verdict.
 """
@@ -39,13 +41,20 @@ def verdict(trainer, times, device_type: str) -> dict:
 def gpu_busy_share(trainer, passes: int = 3) -> float:
     import torch
 
-    trainer.forward_backward()  # warm-up: allocator, kernels (and compilation, if any)
+    # The batch is on the device before timing: a copy from pageable memory may wait for the
+    # stream, which would hold the host behind the spin kernel instead of letting it queue.
+    x, y = trainer.batches.batch(0)
+
+    def one_pass():
+        trainer.forward_backward(x, y)
+
+    one_pass()  # warm-up: allocator, kernels (and compilation, if any)
     run, packed = [], []
     for _ in range(passes):
         torch.cuda.synchronize()  # sync point: the GPU starts idle, as after a step's sync
-        run.append(_timed(torch, trainer.forward_backward))
+        run.append(_timed(torch, one_pass))
         head = max(50.0, 3 * run[-1])  # ms: longer than the host takes to queue the pass
-        packed.append(_timed(torch, trainer.forward_backward, lambda: trainer.gpu_sleep(head)))
+        packed.append(_timed(torch, one_pass, lambda: trainer.gpu_sleep(head)))
     return min(1.0, statistics.median(packed) / statistics.median(run))
 
 

@@ -193,10 +193,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return t1 - t0, t2 - t1
 
-    def forward_backward(self) -> None:
-        """One forward + backward with nothing synchronised and no exchange (no_sync), the
-        gradients thrown away: queued on the GPU for bench.boundness to time with events."""
-        x, y = self.batches.batch(0)
+    def forward_backward(self, x, y) -> None:
+        """One forward + backward of a batch already on the device, with nothing synchronised
+        and no exchange (no_sync), the gradients thrown away: queued on the GPU for
+        bench.boundness to time with events."""
         with self.ddp.no_sync():
             with self.precision.autocast():
                 loss = self.ddp(x, y)

@@ -73,6 +73,8 @@ def test_slow_fault_on_a_gpu_shows_in_its_cuda_event_times(tmp_path):
     slow = statistics.median(r["fwd_ms"] for r in recs if r["step"] >= 30)
     normal = statistics.median(r["fwd_ms"] for r in recs if r["step"] < 30)
     assert slow - normal == pytest.approx(30.0, abs=1.5)
+    row = read_json(run_dir / "summary.json")["ranks"][0]  # the tiny model at 2 x 32 tokens
+    assert row["bound"] == "launch-bound" and row["gpu_busy_share"] < 0.5, row
 
 
 def test_gpu_pacing_turns_this_gpu_into_an_a100(tmp_path):
