@@ -228,7 +228,8 @@ class HetbenchConfig:
     """Names the sweep directory of a multirun; reuse it to resume a sweep."""
 
 
-def _register() -> None:
+def register_schema() -> None:
+    """hetbench_schema in Hydra's ConfigStore (configs/config.yaml starts from it)."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="hetbench_schema", node=HetbenchConfig)
@@ -250,7 +251,7 @@ def compose(overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    _register()
+    register_schema()
     _check_experiment(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
