@@ -210,11 +210,16 @@ def _point_run(sweep_dir: Path, point: str) -> tuple[Path, list]:
 
 
 def _config(records) -> dict:
+    """The run's config, from its run record and later config updates (`nested_key`: a path)."""
     config = {}
-    for rec in _of_kind(records, "config"):
-        config.update({i.key: json.loads(i.value_json) for i in rec.config.update})
-    for (run,) in [[r.run] for r in _of_kind(records, "run")]:
-        config.update({i.key: json.loads(i.value_json) for i in run.config.update})
+    items = [i for r in _of_kind(records, "run") for i in r.run.config.update]
+    items += [i for r in _of_kind(records, "config") for i in r.config.update]
+    for item in items:
+        *parents, leaf = list(item.nested_key) or [item.key]
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = json.loads(item.value_json)
     return config
 
 
@@ -257,8 +262,8 @@ def test_per_rank_line_series_panels_hold_every_rank_per_step(submitit_sweep, qu
         final.update(items_to_dict(rec.summary.update))
     table = json.loads(next(files.glob("files/" + final[f"per_rank/{quantity}_table"]["path"]))
                        .read_text())
-    got = {(row[table["columns"].index("key")], row[table["columns"].index("step")]):
-           row[table["columns"].index("y")] for row in table["data"]}
+    assert table["columns"] == ["step", "lineKey", "lineVal"]
+    got = {(key, step): value for step, key, value in table["data"]}
     measured = [r for r in read_records(sweep_dir / "001_latency_ms=20") if not r["warmup"]]
     value = (lambda r: r["wait_ms"]) if quantity == "wait_ms" else \
         (lambda r: r["fwd_ms"] + r["bwd_ms"])
