@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from bench import driver, interrupts, sinks, sweep
@@ -189,14 +190,14 @@ def _run_point(cfg, point: sweep.Point, sweep_dir: Path, total: int) -> dict | N
     print(f"{label}: starting; elapsed {_fmt_s(clock.elapsed())}, {clock.eta_text()}", flush=True)
     started = time.monotonic()
     rc = _launch(cfg, point, overrides, run_dir, run_id, node)
-    clock.done(time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    clock.done(elapsed)
     status = "ok" if rc == 0 and sweep.finished_ok(run_dir) else \
         "interrupted" if rc == interrupts.EXIT_INTERRUPTED else "failed"
-    print(f"{label}: {status} in {_fmt_s(time.monotonic() - started)}; {clock.eta_text()}",
-          flush=True)
+    print(f"{label}: {status} in {_fmt_s(elapsed)}; {clock.eta_text()}", flush=True)
     if not node.leader:
         return None
-    row = sweep.row_for(point, run_id, run_dir, status, time.monotonic() - started, reused=False)
+    row = sweep.row_for(point, run_id, run_dir, status, elapsed, reused=False)
     sinks.write_json_atomic(run_dir / HEADLINE_FILE, row)
     return row
 
@@ -254,16 +255,11 @@ def _row_with_error(point: sweep.Point, sweep_dir: Path, sweep_id: str, error: s
 # The sweep table, as a Hydra callback.
 
 
-try:
-    from hydra.experimental.callback import Callback as _Callback
-except ImportError:  # hydra-core < 1.1 has no callbacks; pyproject asks for 1.3
-    _Callback = object
-
-
-class SweepTable(_Callback):
+class SweepTable(Callback):
     """hydra.callbacks.sweep_table (configs/config.yaml): records each point as its job ends.
     `on_job_end` runs where the job ran (this process, or a submitit job's own), so the table
-    is updated in place under a lock; a point that was interrupted stops the sweep."""
+    is updated in place under a lock; a point that was interrupted stops the sweep. Its
+    parameters are read by the jobs (current_point), Hydra hands them to the constructor."""
 
     def __init__(self, swept_keys=(), points_total=None):
         self.swept_keys, self.points_total = list(swept_keys), points_total

@@ -34,12 +34,16 @@ class Node:
 
 
 def node_for_job() -> Node:
-    """This job's place: the whole job on this machine, or one node of a Slurm job."""
+    """This job's place, from Hydra's launcher and the environment."""
     from hydra.core.hydra_config import HydraConfig
 
-    if "SlurmLauncher" not in str(HydraConfig.get().launcher.get("_target_", "")):
+    return node_for(str(HydraConfig.get().launcher.get("_target_", "")), dict(os.environ))
+
+
+def node_for(launcher_target: str, env: Mapping[str, str]) -> Node:
+    """The whole job on this machine, or one node of a Slurm job (the first one leads)."""
+    if "SlurmLauncher" not in launcher_target:
         return Node(True, driver.torchrun_command)
-    env = dict(os.environ)
     return Node(int(env.get("SLURM_NODEID", "0")) == 0,
                 lambda cfg, overrides: torchrun_command(cfg, overrides, env))
 

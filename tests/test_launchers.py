@@ -83,6 +83,16 @@ def test_slurm_node_runs_one_torchrun_agent_with_c10d_on_the_first_node():
     assert cmd[11:] == ["bench.train", "train.steps=5"]
 
 
+def test_only_the_first_slurm_node_leads_and_a_local_job_runs_standalone():
+    slurm_target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    first, second = (slurm.node_for(slurm_target, dict(SLURM_ENV, SLURM_NODEID=n)) for n in "01")
+    assert (first.leader, second.leader) == (True, False)
+    assert "--node-rank=1" in second.command(_cfg(16), [])
+    local = slurm.node_for("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+                           SLURM_ENV)  # a Slurm allocation around a local sweep changes nothing
+    assert local.leader and "--standalone" in local.command(_cfg(2), [])
+
+
 @pytest.mark.parametrize("nodelist, first", [("gpu[07-08]", "gpu07"), ("n1,n2", "n1"),
                                              ("a[3,5-9]-ib,b1", "a3-ib"), ("solo", "solo")])
 def test_first_host_of_a_slurm_node_list(nodelist, first):
@@ -115,3 +125,48 @@ def test_a_submitit_launcher_without_the_plugin_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "hydra_plugins.hydra_submitit_launcher", None)
     with pytest.raises(ConfigError, match=r"hetbench\[cluster\]"):
         multirun._launcher(["hydra/launcher=submitit_local"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan hetbench validates is the sweep Hydra runs; the table survives parallel job ends.
+
+
+@pytest.mark.parametrize("overrides", [
+    ["network.inter_site.latency_ms=0,5", "cluster=h100x2,mixed4", "train.steps=30"],
+    ["experiment=latency_sweep", "network.inter_site.latency_ms=1,2", "train.seed=3"],
+    ["experiment=mix_sweep"]])
+def test_hydra_names_each_job_as_the_plan_named_its_point(overrides):
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bench import sweep
+
+    points = sweep.expand(overrides)
+    exp = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    params = [f"{k}={v}" for k, v in sweep.experiment_params(exp).items()] if exp else []
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(
+        params + overrides), None)
+    keys = sweep.swept_keys(points)
+    assert [multirun._point_dir(i, keys, job) for i, job in enumerate(jobs)] == \
+        [p.name for p in points]
+
+
+def _upsert(args):
+    sweep_dir, index = args
+    from bench import sweep
+
+    sweep.upsert_row(Path(sweep_dir), {"index": index, "point": f"{index:03d}", "status": "ok",
+                                       "swept": {}, "time_base": "device"})
+
+
+def test_rows_written_by_parallel_jobs_all_reach_the_table(tmp_path):
+    import multiprocessing
+
+    from bench import sweep
+
+    sweep.write_doc(tmp_path, sweep.new_doc("par", [], 24, None, []))
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        pool.map(_upsert, [(str(tmp_path), i) for i in reversed(range(24))])
+    rows = json.loads((tmp_path / "sweep.json").read_text())["points"]
+    assert [r["index"] for r in rows] == list(range(24))
+    assert (tmp_path / "sweep.csv").read_text().count("\n") == 25
