@@ -25,6 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from bench import config as config_mod
 from bench import driver, interrupts, sinks, sweep
 from bench.config import ConfigError
 
@@ -60,6 +61,8 @@ def run_sweep(overrides: list[str]) -> int:
     hydra_args = [o for o in overrides if is_hydra_override(o)]
     launcher = _launcher(hydra_args)
     p = sweep.plan([o for o in overrides if not is_hydra_override(o)])
+    if hydra_args:  # a misspelt launcher or key fails here, not after the calibration
+        config_mod.compose_hydra(p.points[0].overrides + hydra_args)
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
     concurrent = len(p.points) if launcher == "submitit_local" else 1  # it starts every point
     try:
@@ -117,8 +120,6 @@ def _run_hydra(argv: list[str]) -> None:
     """Hydra's supported entry, `hydra.main`, reads its arguments from sys.argv."""
     import hydra
     from hydra.core.global_hydra import GlobalHydra
-
-    from bench import config as config_mod
 
     config_mod.register_schema()
     app = hydra.main(config_path=str(config_mod.config_dir()), config_name="config",
@@ -206,8 +207,6 @@ def point_overrides(cfg, point: sweep.Point, sweep_dir: Path, run_id: str) -> li
     """What the ranks compose: the job's overrides, its run id, the sweep's W&B group and, for a
     paced point, the sweep's shared D. `cfg` gets the same values and is validated again (a
     sweeper that picks points as it goes was not checked before the start)."""
-    from bench import config as config_mod
-
     extra = [f"run_id={run_id}"]
     if "logger.wandb.group" not in {o.split("=", 1)[0] for o in point.overrides}:
         extra.append(f"logger.wandb.group={cfg.sweep_id}")

@@ -170,3 +170,13 @@ def test_rows_written_by_parallel_jobs_all_reach_the_table(tmp_path):
     rows = json.loads((tmp_path / "sweep.json").read_text())["points"]
     assert [r["index"] for r in rows] == list(range(24))
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 25
+
+
+def test_a_misspelt_launcher_stops_the_sweep_before_anything_starts(tmp_path, capsys):
+    from bench.cli import main as cli_main
+
+    rc = cli_main(["run", "-m", "cluster=h100x2", "train.seed=0,1", "hydra/launcher=submitit_locl",
+                   "sweep_id=typo", f"out_root={tmp_path}"])
+    assert rc == 2
+    assert "submitit_locl" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
