@@ -1,7 +1,8 @@
 """`hetbench` console script.
 
   hetbench run [overrides...]          one experiment (torchrun on this machine)
-  hetbench run -m a=1,2 b=x,y          a sweep: one torchrun group per point
+  hetbench run -m a=1,2 b=x,y          a sweep (a Hydra multirun): one torchrun group per point;
+                                       hydra/launcher=submitit_local|slurm to run points as jobs
   hetbench report RUN_DIR              analysis.json, report.html, plots/, trace.json
   hetbench calibrate [overrides...]    the time dilation D this machine needs for a config
   hetbench collectives [overrides...]  nccl-tests-style collective timings by scope, link fit

@@ -242,7 +242,8 @@ class HetbenchConfig:
     """Names the sweep directory of a multirun; reuse it to resume a sweep."""
 
 
-def _register() -> None:
+def register_schema() -> None:
+    """hetbench_schema in Hydra's ConfigStore (configs/config.yaml starts from it)."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="hetbench_schema", node=HetbenchConfig)
@@ -260,19 +261,30 @@ def config_dir() -> Path:
 
 def compose(overrides: list[str]) -> DictConfig:
     """Compose configs/config.yaml with Hydra overrides; raises ConfigError on bad input."""
+    _check_experiment(overrides)
+    cfg = _compose(overrides, with_hydra=False)
+    validate(cfg)
+    return cfg
+
+
+def compose_hydra(overrides: list[str]) -> DictConfig:
+    """The `hydra` node these overrides give (launcher, sweeper): `hetbench run -m` checks its
+    hydra/... and hydra.* overrides with it before anything starts."""
+    return _compose(overrides, with_hydra=True).hydra
+
+
+def _compose(overrides: list[str], with_hydra: bool) -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    _register()
-    _check_experiment(overrides)
+    register_schema()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            return hydra_compose(config_name="config", overrides=list(overrides),
+                                 return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError("overrides", " ".join(overrides), _hydra_fix(err)) from None
-    validate(cfg)
-    return cfg
 
 
 def _check_experiment(overrides: list[str]) -> None:

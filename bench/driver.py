@@ -59,22 +59,28 @@ def _gpus() -> int:
     return placement.visible_gpus()
 
 
-def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = False) -> int:
+def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = False,
+           command=torchrun_command, leader: bool = True) -> int:
     """Run one experiment under torchrun; returns torchrun's exit status, or EXIT_INTERRUPTED
-    after a Ctrl-C / SIGTERM (bench.interrupts: every rank stops and keeps its records)."""
-    overrides = place_ranks(cfg, overrides)
-    prepare_run_dir(cfg, run_dir, overrides)
+    after a Ctrl-C / SIGTERM (bench.interrupts: every rank stops and keeps its records).
+    `command(cfg, overrides)` builds the torchrun line (bench.slurm's for one node of many);
+    only the leader (the first node) writes the run directory's config and status."""
+    if command is torchrun_command:  # every rank here (a Slurm node's ranks place themselves)
+        overrides = place_ranks(cfg, overrides)
+    if leader:
+        prepare_run_dir(cfg, run_dir, overrides)
     overrides = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
     out = subprocess.DEVNULL if quiet else None
     # Its own session: a terminal's Ctrl-C reaches this process only, which stops the ranks once.
     with interrupts.ForwardToTorchrun() as forward:
-        forward.attach(subprocess.Popen(torchrun_command(cfg, overrides), stdout=out, stderr=out,
+        forward.attach(subprocess.Popen(command(cfg, overrides), stdout=out, stderr=out,
                                         env=worker_env(cfg, run_id, run_dir), start_new_session=True))
         rc = forward.proc.wait()
     if forward.signum is not None:
-        mark_status(run_dir, "interrupted", f"interrupted by {signal.Signals(forward.signum).name}")
+        if leader:
+            mark_status(run_dir, "interrupted", f"interrupted by {signal.Signals(forward.signum).name}")
         return interrupts.EXIT_INTERRUPTED
-    if rc != 0:
+    if rc != 0 and leader:
         mark_failed(run_dir, f"torchrun exited with status {rc}")
     return rc
 

@@ -1,8 +1,9 @@
-"""`hetbench run -m ...`: expand Hydra sweep overrides into points, validate every point, then run
-one torchrun group per point (the driver sweeps; workers never see a multirun).
+"""`hetbench run -m ...` before and after Hydra runs the points: expand the sweep overrides the
+way Hydra's basic sweeper does, compose and validate every point, agree on one time dilation D,
+and keep the sweep table (bench.multirun runs the points through Hydra's own multirun).
 
   runs/<sweep_id>/<NNN_key=value,...>/   a full run directory per point
-  runs/<sweep_id>/sweep.csv, sweep.json  one row per point, rewritten after each point
+  runs/<sweep_id>/sweep.csv, sweep.json  one row per point, rewritten as each point ends
 
 Rerunning with the same sweep_id skips points whose summary.json says status ok.
 """
@@ -13,9 +14,7 @@ import io
 import itertools
 import os
 import re
-import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,7 +22,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from bench import config as config_mod
-from bench import device_times, driver, interrupts, sinks
+from bench import device_times, driver, sinks
 from bench.config import ConfigError
 
 SWEEP_SCHEMA_VERSION = 1
@@ -149,6 +148,7 @@ def plan(overrides: list[str]) -> Plan:
     if any(o.split("=", 1)[0].lstrip("+") == "run_id" for o in overrides):
         raise ConfigError("run_id", "...", "a sweep names each point's run <sweep_id>-NNN; "
                                            "set sweep_id=<name> instead")
+    _check_swept_experiment(overrides)
     points = expand(overrides)
     first = config_mod.compose(points[0].overrides)
     sweep_id = first.sweep_id or driver.new_run_id()
@@ -163,6 +163,17 @@ def plan(overrides: list[str]) -> Plan:
             fix = f"{err.fix}\n(in sweep point {point.name})"
             raise ConfigError(err.key, err.value, fix) from None
     return Plan(sweep_id, sweep_dir, points, configs)
+
+
+def _check_swept_experiment(overrides: list[str]) -> None:
+    """Hydra's sweeper takes `hydra.sweeper.params` from the config it composed before the sweep,
+    which holds no experiment when the experiment itself is swept: such params would be lost."""
+    choices = parse_choices(overrides)
+    exp = next((c for k, c in choices.items() if k.lstrip("+") == "experiment"), None)
+    if exp and exp.swept and any(experiment_params(v) for v in exp.values):
+        raise ConfigError("experiment", ",".join(exp.values),
+                          "an experiment with its own sweep (hydra.sweeper.params) cannot be "
+                          "swept with others; run one `hetbench run -m experiment=<name>` each")
 
 
 def _point_overrides(point: Point, sweep_id: str) -> list[str]:
@@ -183,16 +194,17 @@ def run_id_of(sweep_id: str, point: Point) -> str:
 TIME_SCALE_FILE = "time_scale.json"
 
 
-def share_time_scale(p: Plan) -> None:
+def share_time_scale(p: Plan, concurrent: int = 1) -> None:
     """Give every point the same D (emulation.time_scale), so that points differ only by what
     was swept, not by calibration noise. D = headroom x the largest need over all points, from
-    one calibration job per distinct host load (world size, model, batch). Kept in the sweep
-    directory, so that a resumed sweep keeps its D."""
+    one calibration job per distinct host load (world size, model, batch), times the number of
+    points that run at once (a launcher that starts them all shares this machine's cores among
+    them). Kept in the sweep directory, so that a resumed sweep keeps its D."""
     paced = [i for i, cfg in enumerate(p.configs) if paces(cfg)]
     if not paced or any(p.configs[i].emulation.time_scale is not None for i in paced):
         return  # nothing paced, or the user pinned D
     path = p.sweep_dir / TIME_SCALE_FILE
-    doc = sinks.read_json(path) if path.exists() else _calibrate_sweep(p, paced)
+    doc = sinks.read_json(path) if path.exists() else _calibrate_sweep(p, paced, concurrent)
     sinks.write_json_atomic(path, doc)
     for i in paced:
         p.points[i].overrides.append(f"emulation.time_scale={doc['time_scale']!r}")
@@ -222,7 +234,7 @@ def _load_key(cfg) -> tuple:
             tuple(device_times.micro_batches(cfg)))
 
 
-def _calibrate_sweep(p: Plan, paced: list[int]) -> dict:
+def _calibrate_sweep(p: Plan, paced: list[int], concurrent: int) -> dict:
     calibrations, needs = {}, []
     for i in paced:
         cfg, key = p.configs[i], _load_key(p.configs[i])
@@ -231,75 +243,33 @@ def _calibrate_sweep(p: Plan, paced: list[int]) -> dict:
                   f"{config_mod.world_size(cfg)} ranks (calibration {len(calibrations)})", flush=True)
             folder = p.sweep_dir / "calibration" / f"{len(calibrations):02d}"
             calibrations[key] = driver.calibrate(cfg, p.points[i].overrides, folder)
-        needs.append(driver.needed_scale(cfg, calibrations[key]) * cfg.emulation.reference_scale)
-    return {"time_scale": max(1.0, max(needs)), "needed_by_point": dict(zip(
-        [p.points[i].name for i in paced], needs)), "calibrations": list(calibrations.values())}
+        needs.append(driver.needed_scale(cfg, calibrations[key]) * cfg.emulation.reference_scale
+                     * concurrent)
+    return {"time_scale": max(1.0, max(needs)), "concurrent_points": concurrent,
+            "needed_by_point": dict(zip([p.points[i].name for i in paced], needs)),
+            "calibrations": list(calibrations.values())}
 
 
 # ---------------------------------------------------------------------------------------------
-# Running.
+# Running: Hydra's multirun (bench.multirun).
 
 
 def run_sweep(overrides: list[str]) -> int:
-    p = plan(overrides)
-    p.sweep_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        share_time_scale(p)
-    except RuntimeError as err:  # the calibration job failed: no point could run either
-        print(f"hetbench: sweep {p.sweep_id}: error: {err}", flush=True)
-        write_tables(p, [_not_run(p, point, f"not run: {err}") for point in p.points])
-        return 1
-    n = len(p.points)
-    print(f"hetbench: sweep {p.sweep_id}: {n} points over "
-          f"{', '.join(swept_keys(p.points)) or 'no swept key'} -> {p.sweep_dir}", flush=True)
-    rows, clock = [], Clock(n)
-    for point, cfg in zip(p.points, p.configs):
-        rows.append(run_point(p, point, cfg, clock))
-        write_tables(p, rows)
-        if rows[-1]["status"] == "interrupted":  # the user stopped it: no further point starts
-            print(f"hetbench: sweep {p.sweep_id} interrupted at point {point.name}; resume it "
-                  f"with the same command and sweep_id={p.sweep_id} (finished points are kept)",
-                  flush=True)
-            return interrupts.EXIT_INTERRUPTED
-    failed = [r["point"] for r in rows if r["status"] != "ok"]
-    print(f"hetbench: sweep {p.sweep_id} done in {_fmt_s(clock.elapsed())}: {n - len(failed)} ok, "
-          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}\n"
-          f"hetbench: results in {p.sweep_dir}/sweep.csv; report: hetbench report {p.sweep_dir}",
-          flush=True)
-    return 1 if failed else 0
+    from bench.multirun import run_sweep as run_with_hydra
+
+    return run_with_hydra(overrides)
 
 
-def run_point(p: Plan, point: Point, cfg, clock: "Clock") -> dict:
-    run_dir = p.sweep_dir / point.name
-    run_id = run_id_of(p.sweep_id, point)
-    label = f"hetbench: sweep {p.sweep_id}: point {point.index + 1} of {len(p.points)} {point.name}"
-    if finished_ok(run_dir):
-        clock.skip()
-        print(f"{label}: already done, skipped", flush=True)
-        return row_for(point, run_id, run_dir, "ok", None, reused=True)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # left by an interrupted run: rank logs append, so start clean
-    print(f"{label}: starting; elapsed {_fmt_s(clock.elapsed())}, {clock.eta_text()}", flush=True)
-    started = time.monotonic()
-    try:
-        rc = driver.launch(cfg, point.overrides, run_dir, run_id)
-    except OSError as err:  # torchrun could not start: this point fails, the sweep goes on
-        rc = None
-        run_dir.mkdir(parents=True, exist_ok=True)
-        driver.mark_failed(run_dir, f"could not start torchrun: {err}")
-    elapsed = time.monotonic() - started
-    clock.done(elapsed)
-    status = "ok" if rc == 0 and finished_ok(run_dir) else \
-        "interrupted" if rc == interrupts.EXIT_INTERRUPTED else "failed"
-    print(f"{label}: {status} in {_fmt_s(elapsed)}; {clock.eta_text()}", flush=True)
-    return row_for(point, run_id, run_dir, status, elapsed, reused=False)
+def finished_ok_row(point: Point, run_id: str, run_dir: Path) -> dict:
+    return row_for(point, run_id, run_dir, "ok", None, reused=True)
 
 
-def _not_run(p: Plan, point: Point, reason: str) -> dict:
+def not_run(p: Plan, point: Point, reason: str) -> dict:
     row = row_for(point, run_id_of(p.sweep_id, point), p.sweep_dir / point.name, "failed", None,
                   reused=False)
     row["error"] = reason
     return row
+
 
 
 def finished_ok(run_dir: Path) -> bool:
@@ -308,37 +278,6 @@ def finished_ok(run_dir: Path) -> bool:
         return path.exists() and sinks.read_json(path).get("status") == "ok"
     except ValueError:  # half a file cannot happen (atomic writes), but a hand-edited one can
         return False
-
-
-class Clock:
-    """Elapsed time and an estimate of what is left, from the points actually run."""
-
-    def __init__(self, total: int):
-        self.start, self.total = time.monotonic(), total
-        self.finished, self.runs, self.run_s = 0, 0, 0.0  # points done; points run, their seconds
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def skip(self) -> None:
-        self.finished += 1
-
-    def done(self, seconds: float) -> None:
-        self.finished, self.runs = self.finished + 1, self.runs + 1
-        self.run_s += seconds
-
-    def eta_text(self) -> str:
-        left = self.total - self.finished
-        if left == 0:
-            return "none left"
-        if not self.runs:
-            return f"{left} left"
-        return f"{left} left, ~{_fmt_s(left * self.run_s / self.runs)} to go"
-
-
-def _fmt_s(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,13 +322,35 @@ def swept_keys(points: list[Point]) -> list[str]:
 
 
 def write_tables(p: Plan, rows: list[dict]) -> None:
-    keys = swept_keys(p.points)
-    doc = {"schema_version": SWEEP_SCHEMA_VERSION, "sweep_id": p.sweep_id,
-           "swept_keys": keys, "points_total": len(p.points), "time_scale": p.time_scale,
-           "time_base": next((r["time_base"] for r in rows if r.get("time_base")), None),
-           "points": rows}
-    sinks.write_json_atomic(p.sweep_dir / "sweep.json", doc)
-    _write_text_atomic(p.sweep_dir / "sweep.csv", _csv_text(rows, keys))
+    write_doc(p.sweep_dir, new_doc(p.sweep_id, swept_keys(p.points), len(p.points), p.time_scale,
+                                   rows))
+
+
+def new_doc(sweep_id: str, keys: list[str], total: int, time_scale, rows: list[dict]) -> dict:
+    return {"schema_version": SWEEP_SCHEMA_VERSION, "sweep_id": sweep_id, "swept_keys": keys,
+            "points_total": total, "time_scale": time_scale,
+            "time_base": next((r["time_base"] for r in rows if r.get("time_base")), None),
+            "points": rows}
+
+
+def write_doc(sweep_dir: Path, doc: dict) -> None:
+    sinks.write_json_atomic(sweep_dir / "sweep.json", doc)
+    _write_text_atomic(sweep_dir / "sweep.csv", _csv_text(doc["points"], doc["swept_keys"]))
+
+
+def upsert_row(sweep_dir: Path, row: dict) -> dict:
+    """Put one point's row into sweep.json / sweep.csv (replacing an older row of the same
+    point), under a lock: launchers may end points in parallel processes."""
+    import fcntl
+
+    with open(sweep_dir / ".sweep.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        doc = sinks.read_json(sweep_dir / "sweep.json")
+        rows = [r for r in doc["points"] if r["index"] != row["index"]] + [row]
+        doc["points"] = sorted(rows, key=lambda r: r["index"])
+        doc["time_base"] = doc.get("time_base") or row.get("time_base")
+        write_doc(sweep_dir, doc)
+    return doc
 
 
 def _csv_text(rows: list[dict], keys: list[str]) -> str:

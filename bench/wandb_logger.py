@@ -1,15 +1,24 @@
 """Weights & Biases sink (rank 0 only), behind bench.sinks.NullLogger's interface.
 
 Per log window: cluster numbers under `cluster/...` and per-rank series under `rank_<k>/...`, at
-step = the window's last step. At the end: a per-rank table, the summary in run.summary and the
-report's plots as images. Files live in <run_dir>/wandb/ (offline runs: `wandb sync` them later).
-`wandb` is imported here only, when a run asks for it: it is slow to import.
+step = the window's last step, against the `step` axis (define_metric), each with the summaries
+that fit it (a step time's min/max/last, a loss's min/last). At the end: one panel per quantity
+with every rank's line per measured step (`per_rank/wait_ms`, `per_rank/compute_ms`), a
+per-rank table, the summary in run.summary and the report's plots as images. A sweep point's
+config also holds its swept keys at the top level (`swept/<key>`), for W&B's grouping and
+parallel-coordinates views. Files live in <run_dir>/wandb/ (offline runs: `wandb sync` them
+later). `wandb` is imported here only, when a run asks for it: it is slow to import.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import sys
+from collections import defaultdict
 from pathlib import Path
+
+import yaml
 
 from bench import config as config_mod
 from bench import metrics
@@ -54,6 +63,35 @@ def _cluster_numbers(stats: dict) -> dict:
             "cluster/slowdown_total": slowdown["total"]}
 
 
+# Summaries that fit each series: times and slowdowns are read for their worst and their last,
+# throughput and efficiency for their best too, losses for their lowest and last.
+CLUSTER_SUMMARIES = {"step_ms_p50": "min,max,last", "tokens_per_s": "min,max,last",
+                     "efficiency": "min,max,last", "slowdown_balance": "max,last",
+                     "slowdown_network": "max,last", "slowdown_total": "max,last",
+                     "loss": "min,last"}
+RANK_SUMMARIES = {"compute_ms": "min,max,last", "wait_ms": "max,last", "transfer_ms": "max,last",
+                  "loss": "min,last"}
+LINE_SERIES = {"wait_ms": "wait for slower ranks per step (ms), every rank",
+               "compute_ms": "compute (forward + backward) per step (ms), every rank"}
+
+
+def swept_config(environ=os.environ) -> dict:
+    """`swept/<key>: value` for each key a sweep set on this point (HETBENCH_SWEPT, from
+    bench.multirun), values typed as YAML reads them (5 -> 5, mixed4 -> "mixed4")."""
+    swept = json.loads(environ.get("HETBENCH_SWEPT") or "{}")
+    return {f"swept/{key}": yaml.safe_load(value) for key, value in swept.items()}
+
+
+def step_values(window: list[dict]) -> dict:
+    """{quantity: {rank: {step: ms}}} of the window's measured steps, for the line-series panels."""
+    out = {name: defaultdict(dict) for name in LINE_SERIES}
+    for r in window:
+        if not r["warmup"]:
+            out["wait_ms"][r["rank"]][r["step"]] = r["wait_ms"]
+            out["compute_ms"][r["rank"]][r["step"]] = r["fwd_ms"] + r["bwd_ms"]
+    return out
+
+
 def flatten(doc: dict, prefix: str = "") -> dict:
     """{"step_ms": {"p50": 1}} -> {"step_ms/p50": 1}; lists stay values."""
     flat = {}
@@ -73,6 +111,8 @@ class WandbLogger:
         self.wandb, self.run_dir, self.last_step = wandb, Path(run_dir), None
         config = config_mod.to_container(cfg)
         config["run_id"] = run_id  # ranks get it from the environment, not from the overrides
+        config.update(swept_config())
+        self.series = {name: defaultdict(dict) for name in LINE_SERIES}
         self.run = wandb.init(
             project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
             group=cfg.logger.wandb.group, name=run_id, id=wandb_id(run_id), mode=mode,
@@ -82,9 +122,21 @@ class WandbLogger:
                 console="off",          # leave stdout alone: the progress line redraws in place
                 x_disable_stats=True,   # no system sampling thread competing with the ranks
             ))
+        self._define_metrics(config_mod.world_size(cfg))
+
+    def _define_metrics(self, world: int) -> None:
+        self.run.define_metric("step")  # the training step: the x axis of every series
+        for name, summary in CLUSTER_SUMMARIES.items():
+            self.run.define_metric(f"cluster/{name}", step_metric="step", summary=summary)
+        for k in range(world):
+            for name, summary in RANK_SUMMARIES.items():
+                self.run.define_metric(f"rank_{k}/{name}", step_metric="step", summary=summary)
 
     def log_window(self, step: int, window_records: list[dict], ranks: list[dict]) -> None:
-        self.run.log(window_metrics(window_records, ranks), step=step)
+        self.run.log({"step": step, **window_metrics(window_records, ranks)}, step=step)
+        for name, by_rank in step_values(window_records).items():
+            for rank, values in by_rank.items():
+                self.series[name][rank].update(values)
         self.last_step = step
 
     def finish(self, summary: dict, ok: bool) -> None:
@@ -101,11 +153,26 @@ class WandbLogger:
             columns = list(rows[0])
             extra["ranks"] = self.wandb.Table(columns=columns,
                                               data=[[row.get(c) for c in columns] for row in rows])
+        extra.update(self._line_series())
         for png in self._plots():
             extra[f"plots/{png.stem}"] = self.wandb.Image(str(png))
         if extra:
             self.run.log(extra, step=self.last_step)  # joins the last window's row
         self.run.summary.update(flatten({k: v for k, v in summary.items() if k != "ranks"}))
+
+    def _line_series(self) -> dict:
+        """One panel per quantity, one line per rank over the measured steps."""
+        panels = {}
+        for name, title in LINE_SERIES.items():
+            by_rank = self.series[name]
+            if not by_rank:
+                continue
+            ranks = sorted(by_rank)
+            steps = sorted(by_rank[ranks[0]])
+            panels[f"per_rank/{name}"] = self.wandb.plot.line_series(
+                xs=steps, ys=[[by_rank[k].get(s) for s in steps] for k in ranks],
+                keys=[f"rank {k}" for k in ranks], title=title, xname="step")
+        return panels
 
     def _plots(self) -> list[Path]:
         try:

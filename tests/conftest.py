@@ -43,3 +43,34 @@ def read_records(run_dir: Path) -> list[dict]:
 @pytest.fixture
 def out_root(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+# ---------------------------------------------------------------------------------------------
+# One sweep through Hydra's submitit_local launcher, shared by the launcher and W&B tests: two
+# points (0 and 20 ms between two sites), each a submitit job that logs one offline W&B run.
+
+SUBMITIT_POINTS = ("000_latency_ms=0", "001_latency_ms=20")
+
+
+def submitit_sweep_args(out_root: Path) -> list[str]:
+    return ["run", "-m", "network.inter_site.latency_ms=0,20", "hydra/launcher=submitit_local",
+            "cluster.groups=[{device:H100,count:1,site:a},{device:H100,count:1,site:b}]",
+            "train.steps=16", "train.warmup_steps=4", "train.log_every=4", "train.micro_batch=2",
+            "train.seq_len=32", "emulation.compute=off", "logger.wandb.mode=offline",
+            "sweep_id=sub", f"out_root={out_root}"]
+
+
+def run_in(cwd: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """`python -m bench.cli ARGS` from `cwd`, with no W&B settings of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True,
+                          text=True, timeout=240, cwd=cwd, env=dict(env, PYTHONUNBUFFERED="1"))
+
+
+@pytest.fixture(scope="session")
+def submitit_sweep(tmp_path_factory):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="hydra-submitit-launcher: pip install 'hetbench[cluster]'")
+    cwd = tmp_path_factory.mktemp("submitit")
+    proc = run_in(cwd, submitit_sweep_args(cwd / "runs"))
+    return proc, cwd / "runs" / "sub"

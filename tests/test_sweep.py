@@ -28,7 +28,7 @@ def read_csv(path: Path) -> list[dict]:
 
 def hetbench(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True,
-                          text=True, timeout=120, **kwargs)
+                          text=True, timeout=240, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

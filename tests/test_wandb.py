@@ -196,3 +196,75 @@ def test_mode_disabled_or_wandb_mode_env_gives_the_null_logger(monkeypatch, tmp_
     cfg = compose(["cluster=h100x2", "logger=none"])
     assert type(_make_logger(cfg, tmp_path, "r")).__name__ == "NullLogger"
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep point's run (submitit_local launcher, conftest.submitit_sweep): swept keys at the top
+# of its config, define_metric axes and summaries, one panel per quantity with every rank.
+
+
+def _point_run(sweep_dir: Path, point: str) -> tuple[Path, list]:
+    files = list((sweep_dir / point).glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1, f"a launcher job must log exactly one W&B run, found {files}"
+    return files[0].parent, scan_wandb_file(files[0])
+
+
+def _config(records) -> dict:
+    """The run's config, from its run record and later config updates (`nested_key`: a path)."""
+    config = {}
+    items = [i for r in _of_kind(records, "run") for i in r.run.config.update]
+    items += [i for r in _of_kind(records, "config") for i in r.config.update]
+    for item in items:
+        *parents, leaf = list(item.nested_key) or [item.key]
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = json.loads(item.value_json)
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, latency", [("000_latency_ms=0", 0), ("001_latency_ms=20", 20)])
+def test_a_sweep_point_has_its_swept_keys_at_the_top_of_its_config(submitit_sweep, point, latency):
+    proc, sweep_dir = submitit_sweep
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, records = _point_run(sweep_dir, point)
+    config = _config(records)
+    assert config["swept/network.inter_site.latency_ms"] == latency
+    assert config["network"]["inter_site"]["latency_ms"] == latency
+    (run,) = [r.run for r in _of_kind(records, "run")]
+    assert run.run_group == "sub" and run.display_name == f"sub-{point[:3]}"
+
+
+@pytest.mark.slow
+def test_step_axis_and_summaries_are_defined(submitit_sweep):
+    _, records = _point_run(submitit_sweep[1], "000_latency_ms=0")
+    metrics = {m.metric.name: m.metric for m in _of_kind(records, "metric") if m.metric.name}
+    assert "step" in metrics
+    step_ms = metrics["cluster/step_ms_p50"]
+    assert step_ms.step_metric == "step"
+    assert (step_ms.summary.min, step_ms.summary.max, step_ms.summary.last) == (True, True, True)
+    wait = metrics["rank_1/wait_ms"]
+    assert (wait.step_metric, wait.summary.max, wait.summary.min) == ("step", True, False)
+    rows = [items_to_dict(h.history.item) for h in _of_kind(records, "history")]
+    assert [r["step"] for r in rows if "step" in r] == [3, 7, 11, 15]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantity", ["wait_ms", "compute_ms"])
+def test_per_rank_line_series_panels_hold_every_rank_per_step(submitit_sweep, quantity):
+    sweep_dir = submitit_sweep[1]
+    files, records = _point_run(sweep_dir, "001_latency_ms=20")
+    panel = _config(records)["_wandb"]["visualize"][f"per_rank/{quantity}"]
+    assert panel["panel_config"]["panelDefId"] == "wandb/lineseries/v0"
+    final = {}
+    for rec in _of_kind(records, "summary"):
+        final.update(items_to_dict(rec.summary.update))
+    table = json.loads(next(files.glob("files/" + final[f"per_rank/{quantity}_table"]["path"]))
+                       .read_text())
+    assert table["columns"] == ["step", "lineKey", "lineVal"]
+    got = {(key, step): value for step, key, value in table["data"]}
+    measured = [r for r in read_records(sweep_dir / "001_latency_ms=20") if not r["warmup"]]
+    value = (lambda r: r["wait_ms"]) if quantity == "wait_ms" else \
+        (lambda r: r["fwd_ms"] + r["bwd_ms"])
+    assert got == pytest.approx({(f"rank {r['rank']}", r["step"]): value(r) for r in measured})

@@ -25,7 +25,7 @@ def load_config(run_dir: Path):
     if not path.exists() or not (run_dir / "summary.json").exists():
         raise ConfigError("--from", str(run_dir), "not a finished run directory (config.yaml and "
                           "summary.json missing); point it at runs/<id> of `hetbench run`")
-    config_mod._register()
+    config_mod.register_schema()
     schema = OmegaConf.structured(config_mod.HetbenchConfig)
     return OmegaConf.merge(schema, OmegaConf.load(path))
 
