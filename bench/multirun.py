@@ -62,7 +62,7 @@ def run_sweep(overrides: list[str]) -> int:
     launcher = _launcher(hydra_args)
     p = sweep.plan([o for o in overrides if not is_hydra_override(o)])
     if hydra_args:  # a misspelt launcher or key fails here, not after the calibration
-        config_mod.compose_hydra(p.points[0].overrides + hydra_args)
+        _check_launcher(config_mod.compose_hydra(p.points[0].overrides + hydra_args), p)
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
     concurrent = len(p.points) if launcher == "submitit_local" else 1  # it starts every point
     try:
@@ -89,6 +89,15 @@ def _launcher(hydra_args: list[str]) -> str:
             raise ConfigError("hydra/launcher", name, "this launcher is Hydra's submitit plugin: "
                               "pip install 'hetbench[cluster]'") from None
     return name
+
+
+def _check_launcher(hydra_cfg, p: sweep.Plan) -> None:
+    """A Slurm sweep's nodes and GPUs must fit every point's ranks (bench.slurm)."""
+    from bench import slurm
+
+    if slurm.is_slurm(hydra_cfg.launcher):
+        slurm.check_allocation(hydra_cfg.launcher, [config_mod.world_size(c) for c in p.configs])
+        slurm.check_submit_host()
 
 
 def hydra_argv(p: sweep.Plan, overrides: list[str]) -> list[str]:
@@ -122,6 +131,7 @@ def _run_hydra(argv: list[str]) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     config_mod.register_schema()
+    _register_launchers()
     app = hydra.main(config_path=str(config_mod.config_dir()), config_name="config",
                      version_base="1.3")(run_point)
     saved, sys.argv = sys.argv, argv
@@ -130,6 +140,18 @@ def _run_hydra(argv: list[str]) -> None:
     finally:
         sys.argv = saved
         GlobalHydra.instance().clear()
+
+
+def _register_launchers() -> None:
+    """hydra/launcher=slurm's class (bench.slurm_launcher) is not under hydra_plugins/, where
+    Hydra looks for plugins: Hydra knows it once registered (Plugins.register, its API for it)."""
+    try:
+        from bench import slurm_launcher
+    except ImportError:  # no cluster extra: a submitit launcher was refused before this
+        return
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(slurm_launcher.SlurmLauncher)
 
 
 def _final_line(p: sweep.Plan, elapsed: float) -> int:

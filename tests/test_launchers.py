@@ -83,6 +83,21 @@ def test_slurm_node_runs_one_torchrun_agent_with_c10d_on_the_first_node():
     assert cmd[11:] == ["bench.train", "train.steps=5"]
 
 
+def test_hetbench_rdzv_port_moves_the_base_of_the_slurm_rendezvous_port():
+    cmd = slurm.torchrun_command(_cfg(16), [], dict(SLURM_ENV, HETBENCH_RDZV_PORT="31000"))
+    assert "--rdzv-endpoint=gpu07:31242" in cmd
+
+
+@pytest.mark.parametrize("nodes, gpus, worlds, key", [
+    (2, 8, [16, 15], "hydra.launcher.nodes"), (2, 8, [16, 8], "hydra.launcher.gpus_per_node")])
+def test_slurm_allocation_is_checked_against_every_point(nodes, gpus, worlds, key):
+    launcher = OmegaConf.create({"nodes": nodes, "gpus_per_node": gpus})
+    slurm.check_allocation(launcher, worlds[:1])  # 16 ranks: 8 per node, one GPU each
+    with pytest.raises(ConfigError, match=key):
+        slurm.check_allocation(launcher, worlds)
+    slurm.check_allocation(OmegaConf.create({"nodes": 2, "gpus_per_node": None}), [16, 8])  # CPU
+
+
 def test_only_the_first_slurm_node_leads_and_a_local_job_runs_standalone():
     slurm_target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     first, second = (slurm.node_for(slurm_target, dict(SLURM_ENV, SLURM_NODEID=n)) for n in "01")
