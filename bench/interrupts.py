@@ -120,3 +120,69 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep's own jobs: submitit_local starts each point as a child process of the driver (not in
+# a session of its own), and a child outlives its parent. A stopped sweep stops them.
+
+
+class SweepStop:
+    """The driver's handlers while Hydra's launcher runs: SIGTERM and SIGHUP stop the sweep as
+    Ctrl-C does (KeyboardInterrupt), so that `kill <driver>` also leaves no job behind."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> "SweepStop":
+        self.saved = {sig: signal.signal(sig, _raise_interrupt) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _raise_interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_below(pid: int, grace_s: float) -> list[int]:
+    """SIGTERM to each child of `pid`; after `grace_s` (or at once on another Ctrl-C / SIGTERM),
+    SIGKILL to every process still below it (ranks in their own sessions included). Returns
+    the pids that had to be killed."""
+    below = descendants(pid)
+    for child in below:
+        if _parent(child) == pid:
+            _send(child, signal.SIGTERM)  # a submitit controller forwards it to its job
+    hurry = []
+    saved = {sig: signal.signal(sig, lambda *_: hurry.append(1))
+             for sig in (signal.SIGINT, *SweepStop.SIGNALS)}
+    try:
+        deadline = time.monotonic() + grace_s
+        while not hurry and time.monotonic() < deadline and any(map(_alive, below)):
+            time.sleep(0.2)
+        left = [p for p in dict.fromkeys(below + descendants(pid)) if _alive(p)]
+        for p in left:
+            _send(p, signal.SIGKILL)
+        return left
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: [state, ppid, ...]; [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else 0
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"  # a zombie has exited; only its parent's wait is due

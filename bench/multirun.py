@@ -16,6 +16,7 @@ passes its own overrides to every job, on any host), so a job names its director
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -32,6 +33,7 @@ from bench.config import ConfigError
 TABLE = "hydra.callbacks.sweep_table"
 HEADLINE_FILE = "headline.json"
 LAUNCHERS_NEEDING_CLUSTER = ("submitit_local", "submitit_slurm", "slurm")
+STOP_GRACE_S = 15.0  # a stopped point's ranks write their records and summary in a few s
 
 
 def _point_dir(num: Any, keys: Any, overrides: Any) -> str:
@@ -75,7 +77,7 @@ def run_sweep(overrides: list[str]) -> int:
     print(f"hetbench: sweep {p.sweep_id}: {len(p.points)} points over "
           f"{', '.join(sweep.swept_keys(p.points)) or 'no swept key'} -> {p.sweep_dir} "
           f"(launcher: {launcher})", flush=True)
-    return _run_and_report(p, hydra_argv(p, overrides))
+    return _run_and_report(p, hydra_argv(p, overrides), launcher)
 
 
 def _launcher(hydra_args: list[str]) -> str:
@@ -110,19 +112,34 @@ def hydra_argv(p: sweep.Plan, overrides: list[str]) -> list[str]:
             f"{TABLE}.swept_keys=[{keys}]", f"{TABLE}.points_total={len(p.points)}"]
 
 
-def _run_and_report(p: sweep.Plan, argv: list[str]) -> int:
+def _run_and_report(p: sweep.Plan, argv: list[str], launcher: str = "basic") -> int:
     started = time.monotonic()
     global _CLOCK
     _CLOCK = Clock(len(p.points))
     try:
-        _run_hydra(argv)
-    except KeyboardInterrupt:  # Ctrl-C, or a point that was interrupted (SweepTable)
+        with interrupts.SweepStop():
+            _run_hydra(argv)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, or a point that was interrupted (SweepTable)
+        if launcher == "submitit_local":
+            _stop_local_jobs(p)
         print(f"hetbench: sweep {p.sweep_id} interrupted; resume it with the same command and "
               f"sweep_id={p.sweep_id} (finished points are kept)", flush=True)
         return interrupts.EXIT_INTERRUPTED
     finally:
         _CLOCK = None
     return _final_line(p, time.monotonic() - started)
+
+
+def _stop_local_jobs(p: sweep.Plan) -> None:
+    """submitit_local's jobs are children of this process that would outlive it and finish
+    their points unseen (racing a resumed sweep): each is asked to stop, as Ctrl-C stops a
+    point, and whatever still runs after STOP_GRACE_S is killed."""
+    print(f"hetbench: sweep {p.sweep_id}: stopping its local jobs (Ctrl-C again to kill them "
+          f"at once)", flush=True)
+    killed = interrupts.stop_below(os.getpid(), STOP_GRACE_S)
+    if killed:
+        print(f"hetbench: sweep {p.sweep_id}: killed {len(killed)} processes that were still "
+              f"running after {STOP_GRACE_S:.0f} s", flush=True)
 
 
 def _run_hydra(argv: list[str]) -> None:
