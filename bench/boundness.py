@@ -68,19 +68,3 @@ def _timed(torch, work, before=None) -> float:
     end.synchronize()  # sync point: set-up only
     return start.elapsed_time(end)
 
-
-def busy_share(intervals: list[tuple[float, float]]):
-    """Union length of (start, end) intervals over their span: the same share from a kernel
-    trace (e.g. a profiler's), for cross-checks."""
-    if not intervals:
-        return None
-    intervals = sorted(intervals)
-    busy, (cur_start, cur_end) = 0.0, intervals[0]
-    for start, end in intervals[1:]:
-        if start > cur_end:
-            busy += cur_end - cur_start
-            cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
-    busy += cur_end - cur_start
-    return busy / (max(end for _, end in intervals) - intervals[0][0])

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bench import hardware
+from bench.costs.devices import PRECISIONS
 
-CHOICES = ("auto", "bf16", "fp16", "tf32", "fp32")
+CHOICES = ("auto", *PRECISIONS)
 AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 
 

@@ -1,5 +1,5 @@
-"""The real-GPU pieces that need no GPU: the busy-share arithmetic behind the launch-bound
-verdict, in-stream fault delays and the GPU pacer's pads."""
+"""The real-GPU pieces that need no GPU: the launch-bound verdict of an emulated rank,
+in-stream fault delays and the GPU pacer's pads."""
 from __future__ import annotations
 
 import pytest
@@ -9,13 +9,6 @@ from bench import boundness
 from bench.costs.devices import PhaseTimes
 from bench.emulate import gpu as gpu_pacing
 from bench.faults import Faults
-
-
-def test_busy_share_is_the_union_of_kernel_intervals_over_their_span():
-    # Kernels at 0-10 and 5-15 (overlapping: 15 busy), then a gap, then 30-40: 25 of 40.
-    assert boundness.busy_share([(30, 40), (0, 10), (5, 15)]) == pytest.approx(25 / 40)
-    assert boundness.busy_share([(0, 10), (10, 20)]) == pytest.approx(1.0)
-    assert boundness.busy_share([]) is None
 
 
 def test_verdict_from_the_device_model_for_an_emulated_rank():
