@@ -129,21 +129,27 @@ def descendants(pid: int) -> list[int]:
 
 class SweepStop:
     """The driver's handlers while Hydra's launcher runs: SIGTERM and SIGHUP stop the sweep as
-    Ctrl-C does (KeyboardInterrupt), so that `kill <driver>` also leaves no job behind."""
+    Ctrl-C does (KeyboardInterrupt), so that `kill <driver>` also leaves no job behind.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+    Each also records that the user stopped the sweep (`signalled`). A KeyboardInterrupt that
+    lands in a finalizer while submitit polls its jobs is printed and dropped by Python; the
+    driver then waits for the interrupted job, and Hydra exits 1 on its failure. With the record
+    the driver still reports the stop as one (130), not as a failed sweep."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __enter__(self) -> "SweepStop":
-        self.saved = {sig: signal.signal(sig, _raise_interrupt) for sig in self.SIGNALS}
+        self.signalled: int | None = None
+        self.saved = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
 
-
-def _raise_interrupt(signum, _frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    def _on_signal(self, signum, _frame) -> None:
+        self.signalled = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def stop_below(pid: int, grace_s: float) -> list[int]:
@@ -156,7 +162,7 @@ def stop_below(pid: int, grace_s: float) -> list[int]:
             _send(child, signal.SIGTERM)  # a submitit controller forwards it to its job
     hurry = []
     saved = {sig: signal.signal(sig, lambda *_: hurry.append(1))
-             for sig in (signal.SIGINT, *SweepStop.SIGNALS)}
+             for sig in SweepStop.SIGNALS}
     try:
         deadline = time.monotonic() + grace_s
         while not hurry and time.monotonic() < deadline and any(map(_alive, below)):

@@ -116,18 +116,27 @@ def _run_and_report(p: sweep.Plan, argv: list[str], launcher: str = "basic") -> 
     started = time.monotonic()
     global _CLOCK
     _CLOCK = Clock(len(p.points))
+    stop = interrupts.SweepStop()
     try:
-        with interrupts.SweepStop():
+        with stop:
             _run_hydra(argv)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, or a point that was interrupted (SweepTable)
-        if launcher == "submitit_local":
-            _stop_local_jobs(p)
-        print(f"hetbench: sweep {p.sweep_id} interrupted; resume it with the same command and "
-              f"sweep_id={p.sweep_id} (finished points are kept)", flush=True)
-        return interrupts.EXIT_INTERRUPTED
+        return _interrupted(p, launcher)
+    except SystemExit:  # Hydra's exit on a failed job: one the user's stop failed, or a bug
+        if stop.signalled is None:
+            raise
+        return _interrupted(p, launcher)
     finally:
         _CLOCK = None
     return _final_line(p, time.monotonic() - started)
+
+
+def _interrupted(p: sweep.Plan, launcher: str) -> int:
+    if launcher == "submitit_local":
+        _stop_local_jobs(p)
+    print(f"hetbench: sweep {p.sweep_id} interrupted; resume it with the same command and "
+          f"sweep_id={p.sweep_id} (finished points are kept)", flush=True)
+    return interrupts.EXIT_INTERRUPTED
 
 
 def _stop_local_jobs(p: sweep.Plan) -> None:
@@ -160,15 +169,15 @@ def _run_hydra(argv: list[str]) -> None:
 
 
 def _register_launchers() -> None:
-    """hydra/launcher=slurm's class (bench.slurm_launcher) is not under hydra_plugins/, where
-    Hydra looks for plugins: Hydra knows it once registered (Plugins.register, its API for it)."""
+    """hydra/launcher=slurm's class sits in a module Hydra's plugin scan skips (it would import
+    submitit on every start): Hydra knows it once registered (Plugins.register, its API for it)."""
     try:
-        from bench import slurm_launcher
+        from hydra_plugins.hetbench import _slurm_launcher
     except ImportError:  # no cluster extra: a submitit launcher was refused before this
         return
     from hydra.core.plugins import Plugins
 
-    Plugins.instance().register(slurm_launcher.SlurmLauncher)
+    Plugins.instance().register(_slurm_launcher.SlurmLauncher)
 
 
 def _final_line(p: sweep.Plan, elapsed: float) -> int:

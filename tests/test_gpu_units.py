@@ -55,3 +55,21 @@ def test_gpu_pacer_pads_each_phase_to_its_target_in_the_stream(monkeypatch):
     assert sleep.queued == pytest.approx([6.0, 3.0, 9.0])
     assert pacer.pad_ms() == pytest.approx(18.0)
     assert pacer.describe()["pacing"] == "gpu-sleep"
+
+
+def test_report_names_launch_bound_gpus_with_their_measured_busy_share():
+    """Two real CUDA ranks, one launch-bound at 19% busy: the sentence names it, its measured
+    share and the way out; the cluster MFU is Σ achieved / Σ peaks as summarised."""
+    from types import SimpleNamespace
+
+    from bench.analysis import narrative
+
+    summary = {"mfu": 0.232, "mfu_compute": 0.259, "achieved_tflops": 459.0, "peak_tflops": 1978.0,
+               "precision": {"device_model": "bf16"},
+               "ranks": [{"rank": 0, "bound": "compute-bound", "gpu_busy_share": 0.97},
+                         {"rank": 1, "bound": "launch-bound", "gpu_busy_share": 0.19}]}
+    text = narrative.mfu_sentence(SimpleNamespace(summary=summary))
+    assert text.startswith("Cluster MFU 23.2%: 459.00 TFLOP/s achieved against 1,978 TFLOP/s")
+    assert "Rank 1 is launch-bound" in text and "Rank 0" not in text
+    assert "ran kernels 19% of forward + backward at most, by CUDA events)" in text
+    assert "train.compile=true" in text

@@ -122,3 +122,41 @@ def test_record_table_round_trip():
     back = table.records()
     assert back == recs and len(table) == 6
     assert [type(back[0][k]) for k in fields] == [int, int, bool, float, int, float]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_whose_interrupt_python_dropped_still_ends_the_sweep_as_interrupted(sig, capsys,
+                                                                                    monkeypatch):
+    """A KeyboardInterrupt raised inside a finalizer is printed and dropped; Hydra then exits 1
+    on the interrupted job's failure. The driver recorded the signal: 130, and the resume hint."""
+    from types import SimpleNamespace
+
+    from bench import multirun
+
+    def hydra_sees_the_job_fail(argv):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(1.0)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # dropped, as in a finalizer
+        sys.exit(1)
+
+    plan = SimpleNamespace(sweep_id="s", points=[object()])
+    saved = {s: signal.getsignal(s) for s in interrupts.SweepStop.SIGNALS}
+    monkeypatch.setattr(multirun, "_run_hydra", hydra_sees_the_job_fail)
+    assert multirun._run_and_report(plan, [], "basic") == interrupts.EXIT_INTERRUPTED
+    assert {s: signal.getsignal(s) for s in saved} == saved  # the driver's handlers are back
+    assert "sweep s interrupted; resume it" in capsys.readouterr().out
+
+
+def test_a_failed_sweep_without_a_stop_still_exits_as_hydra_said(monkeypatch):
+    from types import SimpleNamespace
+
+    from bench import multirun
+
+    def hydra_fails(argv):
+        sys.exit(1)
+
+    monkeypatch.setattr(multirun, "_run_hydra", hydra_fails)
+    with pytest.raises(SystemExit):
+        multirun._run_and_report(SimpleNamespace(sweep_id="s", points=[object()]), [], "basic")

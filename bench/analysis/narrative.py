@@ -119,7 +119,7 @@ def mfu_sentence(run: Run) -> str | None:
     bound = [r for r in s.get("ranks") or [] if r.get("bound") == "launch-bound"]
     if bound:
         busy = [r["gpu_busy_share"] for r in bound if r.get("gpu_busy_share") is not None]
-        how = (f"their GPUs ran kernels {max(busy):.0%} of forward + backward at most (profiler)"
+        how = (f"their GPUs ran kernels {max(busy):.0%} of forward + backward at most, by CUDA events"
                if busy else "the device model puts this model at eager PyTorch's launch floor")
         parts.append(f"{_ranks_text(bound)} {'is' if len(bound) == 1 else 'are'} launch-bound: "
                      f"the GPUs wait for their hosts ({how}), so faster GPUs gain little; "
