@@ -9,6 +9,8 @@ share one rule.
 """
 from __future__ import annotations
 
+import glob
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,9 +44,17 @@ def too_few(local_ranks: int, gpus: int) -> str:
             "(e.g. cluster.groups='[{device:H100,count:1}]'), or train.device=cpu to emulate")
 
 
+# Device files a GPU driver creates on Linux: NVIDIA, ROCm (torch.cuda there too), WSL.
+GPU_DEVICE_FILES = ("/dev/nvidia*", "/dev/kfd", "/dev/dxg")
+
+
 def visible_gpus() -> int:
     """CUDA devices this process sees (0 without CUDA). torch.cuda.device_count() asks NVML or
-    the driver without creating a context, so the driver can call it before forking ranks."""
+    the driver without creating a context, so the driver can call it before forking ranks.
+    A Linux machine without any GPU driver's device file has none, and saying so does not need
+    torch: importing it costs the driver ~3 s of every CPU run's start."""
+    if sys.platform.startswith("linux") and not any(glob.glob(p) for p in GPU_DEVICE_FILES):
+        return 0
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0

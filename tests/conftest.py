@@ -45,6 +45,19 @@ def out_root(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+# The default run (mixed4 over campus, the default model, reference_scale 1.25), shorter:
+# shared by the device-time and predictor tests, which read the same run.
+DEFAULT_SHORT = ["train.seq_len=64", "train.steps=60", "train.warmup_steps=10"]
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> tuple[Path, str]:
+    """(run dir, console output) of the default run, shortened (DEFAULT_SHORT)."""
+    rc, run_dir, output = run_hetbench(tmp_path_factory.mktemp("default_run"), *DEFAULT_SHORT)
+    assert rc == 0, output
+    return run_dir, output
+
+
 # ---------------------------------------------------------------------------------------------
 # One sweep through Hydra's submitit_local launcher, shared by the launcher and W&B tests: two
 # points (0 and 20 ms between two sites), each a submitit job that logs one offline W&B run.

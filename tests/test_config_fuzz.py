@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import re
 import subprocess
 import typing
@@ -147,7 +148,11 @@ def run_cli(tmp_out: str, args: list[str]) -> tuple[int, str, list]:
     return rc, err.getvalue(), launched
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+# 120 examples keep the default suite quick (~30 s); HETBENCH_FUZZ_EXAMPLES=2000 searches deeper.
+FUZZ_EXAMPLES = int(os.environ.get("HETBENCH_FUZZ_EXAMPLES", "120"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(args=overrides)

@@ -7,23 +7,19 @@ import pytest
 import numpy as np
 
 from bench.costs.links import Link, LinkModel
-from conftest import read_host_records, read_json, read_records, run_hetbench
+from conftest import DEFAULT_SHORT, read_host_records, read_json, read_records, run_hetbench
 
 pytestmark = pytest.mark.slow
 
-DEFAULT = ["train.seq_len=64", "train.steps=50", "train.warmup_steps=10"]  # the default, shorter
-
-
 @pytest.fixture(scope="module")
-def default_runs(tmp_path_factory):
-    """The default cluster and network at two headrooms, i.e. two time dilations."""
-    runs = {}
-    for headroom in (1.25, 2.5):
-        out = tmp_path_factory.mktemp(f"runs_{headroom}")
-        rc, run_dir, output = run_hetbench(out, *DEFAULT, f"emulation.reference_scale={headroom}")
-        assert rc == 0, output
-        runs[headroom] = (run_dir, output)
-    return runs
+def default_runs(default_run, tmp_path_factory):
+    """The default cluster and network at two headrooms, i.e. two time dilations: the shared
+    default run (reference_scale 1.25) and the same at 2.5."""
+    out = tmp_path_factory.mktemp("runs_2.5")
+    rc, run_dir, output = run_hetbench(out, *DEFAULT_SHORT, "emulation.reference_scale=2.5",
+                                       "train.steps=40")  # D twice as large: fewer steps
+    assert rc == 0, output
+    return {1.25: default_run, 2.5: (run_dir, output)}
 
 
 def test_the_default_run_reports_device_time(default_runs):
@@ -122,31 +118,15 @@ def test_a_run_directory_serves_as_a_profile(out_root):
     assert rows[0]["compute_ms_p50"] == pytest.approx(measured, rel=0.03)
 
 
-def test_a_profile_of_another_model_is_refused_before_launch(out_root):
-    rc, measured_dir, output = run_hetbench(out_root / "gpu", "cluster=h100x2", "network=rack",
-                                            "train.steps=8", "train.warmup_steps=2")
-    assert rc == 0, output
-    rc, _, output = run_hetbench(out_root / "emu", "cluster=h100x2", "model.n_layer=2",
-                                 f"emulation.profile={measured_dir}")
+def test_a_profile_of_another_model_is_refused_before_launch(default_run, out_root):
+    rc, _, output = run_hetbench(out_root, "cluster=h100x2", "model.n_layer=2",
+                                 f"emulation.profile={default_run[0]}")
     assert rc == 2 and "model.n_layer" in output
 
 
-def test_calibrate_prints_the_time_scale_this_machine_needs():
-    import subprocess
-
-    from conftest import HETBENCH
-
-    proc = subprocess.run([HETBENCH, "calibrate", "cluster=h100x2", "train.seq_len=32"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("rank ") == 2 and "batch + real all-reduce" in proc.stdout
-    scale = float(proc.stdout.strip().rsplit("emulation.time_scale=", 1)[1])
-    assert scale >= 1.0
-
-
 def test_the_calibrated_time_scale_keeps_up(out_root):
-    """Ground truth for `hetbench calibrate`: a run pinned at the D it printed meets its pacing
-    targets (compute within 5%, no overrun warning) and agrees with the device model."""
+    """Ground truth for `hetbench calibrate`: it prints each rank's times and the D to use, and
+    a run pinned at that D meets its pacing targets (compute within 5%, no overrun warning)."""
     import subprocess
 
     from conftest import HETBENCH
@@ -157,7 +137,9 @@ def test_the_calibrated_time_scale_keeps_up(out_root):
     proc = subprocess.run([HETBENCH, "calibrate", *common], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("rank ") == 2 and "batch + real all-reduce" in proc.stdout
     scale = float(proc.stdout.strip().rsplit("emulation.time_scale=", 1)[1])
+    assert scale >= 1.0
     rc, run_dir, output = run_hetbench(out_root, *common, f"emulation.time_scale={scale}",
                                        "train.steps=24", "train.warmup_steps=6")
     assert rc == 0, output

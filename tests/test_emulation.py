@@ -20,7 +20,7 @@ def _groups(*specs: tuple[int, str, float]) -> str:
 def test_compute_follows_the_speed_ratios(out_root):
     rc, run_dir, output = run_hetbench(
         out_root, _groups((1, "a", 4.0), (1, "a", 2.0), (1, "a", 1.0)), "network=rack",
-        "train.steps=36", "train.warmup_steps=8", "emulation.reference_scale=1.5")
+        "train.steps=24", "train.warmup_steps=6", "emulation.reference_scale=1.5")
     assert rc == 0, output
     rows = read_json(run_dir / "summary.json")["ranks"]
     base = rows[0]["compute_ms_p50"]

@@ -26,7 +26,7 @@ def slow_fault_run(tmp_path_factory):
     """4 homogeneous ranks; rank 1 does 60 ms of extra compute before backward on every step."""
     out = tmp_path_factory.mktemp("runs")
     rc, run_dir, output = run_hetbench(
-        out, "cluster=h100x4", "network=rack", "train.steps=40", "train.warmup_steps=8",
+        out, "cluster=h100x4", "network=rack", "train.steps=24", "train.warmup_steps=6",
         "faults=[{kind:slow,rank:1,start_step:0,ms:60}]")
     assert rc == 0, output
     return run_dir

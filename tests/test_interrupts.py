@@ -182,7 +182,7 @@ def test_full_disk_fails_clearly_and_leaves_whole_json(out_root):
 
 def test_interrupted_sweep_resumes(out_root):
     sweep = [HETBENCH, "run", "-m", f"out_root={out_root}", "sweep_id=sw", *LONG[:2],
-             "train.steps=40", "train.warmup_steps=2", "train.log_every=5", "train.seed=0,1",
+             "train.steps=24", "train.warmup_steps=2", "train.log_every=5", "train.seed=0,1",
              "emulation.time_scale=4", *FAST]
     run = Run(sweep)
     run.wait_for("point 2 of 2")

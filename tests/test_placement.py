@@ -60,3 +60,31 @@ def test_driver_leaves_the_overrides_alone_where_gpus_suffice(monkeypatch, capsy
 
     cfg = config.compose([])
     assert driver.place_ranks(cfg, ["a=1"]) == ["a=1"] and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("files, expected", [([], 0), (["/dev/nvidia0"], 3)])
+def test_a_linux_host_without_gpu_device_files_has_no_gpu_and_torch_is_not_asked(
+        monkeypatch, files, expected):
+    """torch says 3 here: it is only asked where a GPU driver made its device files."""
+    import torch
+
+    monkeypatch.setattr(placement.sys, "platform", "linux")
+    monkeypatch.setattr(placement.glob, "glob", lambda pattern: files if "nvidia" in pattern else [])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert placement.visible_gpus() == expected
+
+
+def test_the_driver_does_not_import_torch_on_a_cpu_only_linux_host(tmp_path):
+    """Validation and placement before launch: torch (~3 s) stays unimported on this machine."""
+    import subprocess
+    import sys
+
+    if any(placement.glob.glob(p) for p in placement.GPU_DEVICE_FILES):
+        pytest.skip("this host has GPU device files: torch is asked, as it should be")
+    code = ("import sys; from bench import config, validation; "
+            f"cfg = config.compose(['out_root={tmp_path}']); validation.validate(cfg); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

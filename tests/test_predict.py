@@ -7,19 +7,16 @@ import subprocess
 
 import pytest
 
-from conftest import HETBENCH, read_json, run_hetbench
+from conftest import HETBENCH, read_json
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """The default cluster and links (mixed4 over campus), the default batch, 60 steps."""
-    out = tmp_path_factory.mktemp("runs")
-    rc, run_dir, output = run_hetbench(out, "train.seq_len=64", "train.steps=60",
-                                       "train.warmup_steps=10")
-    assert rc == 0, output
-    return run_dir
+def run_dir(default_run):
+    """The default cluster and links (mixed4 over campus), the default batch, 60 steps: the
+    session's shared run (conftest.default_run)."""
+    return default_run[0]
 
 
 def _predict(*args):
@@ -28,9 +25,9 @@ def _predict(*args):
     return proc.stdout
 
 
-def test_prediction_of_the_default_run_is_within_10_percent(default_run):
-    doc = json.loads(_predict("--from", str(default_run), "--json"))
-    measured = read_json(default_run / "summary.json")
+def test_prediction_of_the_default_run_is_within_10_percent(run_dir):
+    doc = json.loads(_predict("--from", str(run_dir), "--json"))
+    measured = read_json(run_dir / "summary.json")
     assert doc["caveat"] is None
     predicted = doc["prediction"]["step_ms"]["p50"]
     assert predicted == pytest.approx(measured["step_ms"]["p50"], rel=0.10)
@@ -38,14 +35,14 @@ def test_prediction_of_the_default_run_is_within_10_percent(default_run):
     assert step["measured"] == measured["step_ms"]["p50"] and step["predicted"] == predicted
 
 
-def test_side_by_side_table_and_measured_noise(default_run):
-    text = _predict("--from", str(default_run), f"predict.noise_from={default_run}")
+def test_side_by_side_table_and_measured_noise(run_dir):
+    text = _predict("--from", str(run_dir), f"predict.noise_from={run_dir}")
     assert "measured" in text and "predicted" in text and "step p50 (ms)" in text
-    doc = json.loads(_predict("--from", str(default_run), f"predict.noise_from={default_run}", "--json"))
+    doc = json.loads(_predict("--from", str(run_dir), f"predict.noise_from={run_dir}", "--json"))
     cost = doc["prediction"]["straggler_cost"]
     assert cost["noise"]["empirical"]["samples"] == 4 * 50  # every measured step of every rank
     # Paced compute holds each emulated device's time, so the measured spread costs little;
     # the prediction with it stays as close to the measurement as without it.
     assert 0 <= cost["excess_ms"] < 0.05 * cost["without_noise_ms"]
-    measured = read_json(default_run / "summary.json")["step_ms"]["p50"]
+    measured = read_json(run_dir / "summary.json")["step_ms"]["p50"]
     assert doc["prediction"]["step_ms"]["p50"] == pytest.approx(measured, rel=0.10)

@@ -183,7 +183,7 @@ def _wait_for_ok_summary(path: Path, proc: subprocess.Popen, timeout_s: float) -
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_redoing_finished_points(tmp_path):
-    args = ["run", "-m", "cluster=h100x2", "train.seed=0,1,2", *TINY, "sweep_id=k",
+    args = ["run", "-m", "cluster=h100x2", "train.seed=0,1", *TINY, "sweep_id=k",
             f"out_root={tmp_path}"]
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -195,15 +195,16 @@ def test_a_killed_sweep_resumes_without_redoing_finished_points(tmp_path):
         proc.wait()
     time.sleep(0.5)  # let the killed ranks' files settle before taking the snapshot
     before = _files_state(first)
-    assert not (tmp_path / "k" / "002_seed=2" / "summary.json").exists()
+    second = tmp_path / "k" / "001_seed=1" / "summary.json"  # killed before it finished
+    assert not second.exists() or json.loads(second.read_text()).get("status") != "ok"
 
     rerun = hetbench(*args)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert "already done, skipped" in rerun.stdout
     assert _files_state(first) == before
     rows = read_csv(tmp_path / "k" / "sweep.csv")
-    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
-    assert [r["reused"] for r in rows] == ["True", "False", "False"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["reused"] for r in rows] == ["True", "False"]
 
 
 # ---------------------------------------------------------------------------------------------
