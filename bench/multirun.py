@@ -122,7 +122,7 @@ def _run_and_report(p: sweep.Plan, argv: list[str], launcher: str = "basic") -> 
             _run_hydra(argv)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, or a point that was interrupted (SweepTable)
         return _interrupted(p, launcher)
-    except SystemExit:  # Hydra's exit on a failed job: one the user's stop failed, or a bug
+    except SystemExit:  # Hydra exits on a failed job: one the stop ended, or a real failure
         if stop.signalled is None:
             raise
         return _interrupted(p, launcher)
