@@ -59,7 +59,7 @@ def test_gpu_pacer_pads_each_phase_to_its_target_in_the_stream(monkeypatch):
 
 def test_report_names_launch_bound_gpus_with_their_measured_busy_share():
     """Two real CUDA ranks, one launch-bound at 19% busy: the sentence names it, its measured
-    share and the way out; the cluster MFU is Σ achieved / Σ peaks as summarised."""
+    share and the way out, after the cluster MFU the summary holds."""
     from types import SimpleNamespace
 
     from bench.analysis import narrative
