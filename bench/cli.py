@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             if args.multirun:
-                from bench.sweep import run_sweep
+                from bench.sweeps.multirun import run_sweep
 
                 return run_sweep(args.overrides)
-            from bench.driver import run_one
+            from bench.driver.run import run_one
 
             return run_one(args.overrides)
         if args.command == "predict":
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return collectives_main(args)
         if args.command == "calibrate":
-            from bench.driver import calibrate_main
+            from bench.driver.calibrate import calibrate_main
 
             return calibrate_main(args.overrides)
         from bench.analysis.report import main as report_main

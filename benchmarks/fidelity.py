@@ -34,9 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import metrics, timebase
 from bench.costs.links import Link, LinkModel
-from bench.sinks import read_rank_logs
+from bench.results import metrics, timebase
+from bench.results.ranklog import read_rank_logs
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 

@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 SETTLE_STEPS = 2
 
 
@@ -54,9 +53,10 @@ def worker(args) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from bench import config as config_mod, dist as dist_mod
-    from bench.model import build_model
-    from bench.worker import RankRun
+    from bench import config as config_mod
+    from bench.rank import dist as dist_mod
+    from bench.rank.model import build_model
+    from bench.rank.run import RankRun
 
     world = int(os.environ["WORLD_SIZE"])
     span = args.block_steps + SETTLE_STEPS
@@ -98,8 +98,8 @@ class Bare:
     built-in all-reduce; one sync per step (loss.item(), as hetbench's clock has one)."""
 
     def __init__(self, cfg, trainer, torch, DDP, build_model):
-        from bench.precision import Precision
-        from bench.trainer import make_optimizer
+        from bench.rank.precision import Precision
+        from bench.rank.trainer import make_optimizer
 
         torch.manual_seed(cfg.train.seed)
         device = trainer.env.device

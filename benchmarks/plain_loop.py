@@ -36,8 +36,8 @@ def main(args) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from bench.model import GPT
-    from bench.trainer import make_optimizer  # fused AdamW, as hetbench uses
+    from bench.rank.model import GPT
+    from bench.rank.trainer import make_optimizer  # fused AdamW, as hetbench uses
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(local)

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fidelity  # noqa: E402  (the grid and its runner)
 
 from bench import config as config_mod  # noqa: E402
-from bench import sinks  # noqa: E402
 from bench.predict import predict  # noqa: E402
 from bench.predict.run import predict_run  # noqa: E402
+from bench.results import files  # noqa: E402
 
 
 def run_dirs(roots: list[Path]) -> list[Path]:
@@ -63,7 +63,7 @@ def compare(dirs: list[Path]) -> list[float]:
             continue
         rows = {r["key"]: r for r in result["rows"]}
         step, tok = rows["step_ms.p50"], rows["tokens_per_s"]
-        share = (sinks.read_json(d / "summary.json").get("emulation") or {}).get("host_share")
+        share = (files.read_json(d / "summary.json").get("emulation") or {}).get("host_share")
         errors.append(abs(step["error_pct"]))
         print(f"{_name(d):<44} {step['measured']:>9.2f} {step['predicted']:>9.2f} "
               f"{step['error_pct']:>+7.2f} {tok['error_pct']:>+9.2f} "

@@ -22,8 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.analysis import remedies, rundir
-from bench.sinks import read_json
+from bench.analysis import remedies
+from bench.results import rundir
+from bench.results.files import read_json
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 STRATEGIES = ("ddp", "ddp_bf16", "powersgd", "balanced", "hierarchical", "localsgd", "diloco")

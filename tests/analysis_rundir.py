@@ -40,7 +40,7 @@ def make_records(compute, warmup: int = 0, data_ms: float = 1.0, transfer_ms: fl
 def build_run_dir(root: Path, compute, speeds=None, sites=None, threshold: float = 0.75,
                   **record_args) -> Path:
     """Write config.yaml, metadata.json, ranks/rank_*.jsonl and summary.json under root/run."""
-    from bench import metrics
+    from bench.results import metrics
 
     run = Path(root) / "run"
     (run / "ranks").mkdir(parents=True)

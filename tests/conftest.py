@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import timebase
-from bench.sinks import read_json, read_rank_logs as read_host_records  # noqa: F401 (tests import them here)
+from bench.results import timebase
+from bench.results.files import read_json  # noqa: F401 (tests import them here)
+from bench.results.ranklog import read_rank_logs as read_host_records  # noqa: F401
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from analysis_rundir import build_run_dir, make_records
 
-from bench import metrics
-from bench.analysis import report, rundir, whatif
+from bench.analysis import report, whatif
+from bench.results import metrics, rundir
 
 # Four ranks, constant compute 10, 10, 20, 40 ms; data 1, transfer 5, optimizer 2 ms.
 COMPUTE = [10.0, 10.0, 20.0, 40.0]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from analysis_rundir import make_records
 
-from bench import metrics
 from bench.analysis import transients
+from bench.results import metrics
 
 
 def steps_of(compute, warmup=0):

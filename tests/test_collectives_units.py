@@ -12,8 +12,17 @@ import pytest
 from bench import cli
 from bench.collectives import fit, load_links, options, scopes, spec, table
 from bench.config import ConfigError
-from bench.costs.links import (Link, allgather_ms, broadcast_ms, chain_broadcast_ms, collective_ms,
-                               collective_terms, reduce_scatter_ms, ring_ms, sendrecv_ms)
+from bench.costs.links import (
+    Link,
+    allgather_ms,
+    broadcast_ms,
+    chain_broadcast_ms,
+    collective_ms,
+    collective_terms,
+    reduce_scatter_ms,
+    ring_ms,
+    sendrecv_ms,
+)
 
 # 5 ms and 1 Gb/s: 1e9 bits/s = 125,000 bytes per ms.
 SLOW = Link(5.0, 1.0, 0.0)

@@ -16,9 +16,13 @@ import subprocess
 import typing
 from unittest import mock
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from bench import cli, config as config_mod, dist as dist_mod, driver, hardware
+from bench import cli, hardware
+from bench import config as config_mod
+from bench.driver import run as driver
+from bench.rank import dist as dist_mod
 
 # ---------------------------------------------------------------------------------------------
 # The schema's keys and types, read from the dataclasses (nothing listed by hand).

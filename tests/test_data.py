@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import Batches, MarkovLanguage, TextBytes
+from bench.rank.data import Batches, MarkovLanguage, TextBytes
 
 
 @pytest.fixture(scope="module")

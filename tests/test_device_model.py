@@ -1,14 +1,15 @@
-"""The device time model (bench.costs.devices) and its use per rank (bench.device_times), against
+"""The device time model (bench.costs.devices) and its use per rank (bench.costs.device_times), against
 arithmetic done again here and the measurements the defaults cite."""
 from __future__ import annotations
 
 import pytest
 
 from bench import config as config_mod
-from bench import device_times, timebase
+from bench import hardware
 from bench.config import ConfigError
-from bench.costs import devices
-from bench.model import build_model
+from bench.costs import device_times, devices
+from bench.rank.model import build_model
+from bench.results import timebase
 
 
 def _cfg(*overrides):
@@ -75,7 +76,7 @@ def test_optimizer_is_memory_bound_above_its_floor():
 
 
 def test_every_catalog_device_has_a_cited_default():
-    for key in config_mod.hardware.CATALOG:
+    for key in hardware.CATALOG:
         assert devices.DEFAULTS[key].source and 0 < devices.DEFAULTS[key].default <= 1
 
 

@@ -2,12 +2,17 @@
 ms, profiles. Real torchrun + Gloo ranks through the `hetbench` CLI."""
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
+from conftest import (
+    DEFAULT_SHORT,
+    read_host_records,
+    read_json,
+    read_records,
+    run_hetbench,
+)
 
 from bench.costs.links import Link, LinkModel
-from conftest import DEFAULT_SHORT, read_host_records, read_json, read_records, run_hetbench
 
 pytestmark = pytest.mark.slow
 

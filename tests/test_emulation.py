@@ -6,7 +6,6 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-
 from conftest import read_json, read_records, run_hetbench
 
 pytestmark = pytest.mark.slow

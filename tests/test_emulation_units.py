@@ -6,8 +6,8 @@ import time
 import pytest
 
 from bench.costs.devices import PhaseTimes
-from bench.emulate.compute import Pacer, needed_scale
 from bench.costs.links import ring_hops
+from bench.emulate.compute import Pacer, needed_scale
 from bench.emulate.network import Link, LinkModel, links_in_ring
 
 SAME_RACK = Link(0.0, None, 0.0)
@@ -154,7 +154,7 @@ def test_needed_scale_is_the_tightest_of_phases_and_exchange():
 
 
 def test_cuda_event_times_are_anchored_to_the_host_clock_after_the_sync():
-    from bench.timing import anchored_times
+    from bench.rank.timing import anchored_times
 
     # events 30 ms and 5 ms before the anchor, whose host time is 100.0 s
     times = anchored_times({"fwd": 30.0, "synced": 5.0}, 100.0)

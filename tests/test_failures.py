@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import read_json, read_records, run_hetbench
 
 pytestmark = pytest.mark.slow

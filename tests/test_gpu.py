@@ -22,7 +22,7 @@ def _median(records, key, warm=True):
 
 
 def test_gpu_sleep_takes_the_milliseconds_asked_for_in_cuda_event_time():
-    from bench import gpu_sleep
+    from bench.rank import gpu_sleep
 
     sleep = gpu_sleep.calibrate()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -37,8 +37,8 @@ def test_gpu_sleep_takes_the_milliseconds_asked_for_in_cuda_event_time():
 
 
 def test_prefetched_batches_on_cuda_are_the_drawn_ones():
-    from bench.data import Batches, MarkovLanguage
-    from bench.prefetch import Prefetcher
+    from bench.rank.data import Batches, MarkovLanguage
+    from bench.rank.prefetch import Prefetcher
 
     lang, dev = MarkovLanguage(256, 4, seed=0), torch.device("cuda")
     direct, ahead = Batches(lang, 0, 0, 4, 64, dev), Prefetcher(Batches(lang, 0, 0, 4, 64, dev))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from bench import boundness
 from bench.costs.devices import PhaseTimes
 from bench.emulate import gpu as gpu_pacing
-from bench.faults import Faults
+from bench.rank import boundness
+from bench.rank.faults import Faults
 
 
 def test_verdict_from_the_device_model_for_an_emulated_rank():

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bench import metrics
 from conftest import read_json, read_records, run_hetbench
+
+from bench.results import metrics
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_summary_agrees_with_the_records(fixture, request):
         for key in ("compute_ms_p50", "wait_ms_p50", "transfer_ms_p50", "relative_score"):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-9)
         assert mine["flagged"] == theirs["flagged"]
-    # and independently of bench.metrics: the step time is the slowest rank's step
+    # and independently of bench.results.metrics: the step time is the slowest rank's step
     records = [r for r in read_records(run_dir) if not r["warmup"]]
     per_step = {}
     for r in records:

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from bench import driver, interrupts, sinks
-from bench.records import RecordTable
+from bench import interrupts
+from bench.results import files
+from bench.results import status as run_status
+from bench.results.records import RecordTable
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_second_sigint_exits_at_once():
 
 def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "summary.json"
-    sinks.write_json_atomic(path, {"status": "running"})
+    files.write_json_atomic(path, {"status": "running"})
 
     real_fdopen = os.fdopen
 
@@ -80,18 +82,18 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="No space"):
-        sinks.write_json_atomic(path, {"status": "ok", "pad": "x" * 10_000})
+        files.write_json_atomic(path, {"status": "ok", "pad": "x" * 10_000})
     assert json.loads(path.read_text()) == {"status": "running"}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left
 
 
 def test_mark_status_keeps_a_rank_s_error_and_creates_what_is_missing(tmp_path):
-    sinks.write_json_atomic(tmp_path / "metadata.json", {"run_id": "r", "status": "failed",
+    files.write_json_atomic(tmp_path / "metadata.json", {"run_id": "r", "status": "failed",
                                                          "error": "rank 1: boom"})
-    driver.mark_status(tmp_path, "interrupted", "interrupted by SIGINT")
-    meta = sinks.read_json(tmp_path / "metadata.json")
+    run_status.mark_status(tmp_path, "interrupted", "interrupted by SIGINT")
+    meta = files.read_json(tmp_path / "metadata.json")
     assert (meta["status"], meta["error"]) == ("interrupted", "rank 1: boom")
-    summary = sinks.read_json(tmp_path / "summary.json")
+    summary = files.read_json(tmp_path / "summary.json")
     assert summary == {"run_id": tmp_path.name, "status": "interrupted",
                        "error": "interrupted by SIGINT"}
 
@@ -131,7 +133,7 @@ def test_a_stop_whose_interrupt_python_dropped_still_ends_the_sweep_as_interrupt
     on the interrupted job's failure. The driver recorded the signal: 130, and the resume hint."""
     from types import SimpleNamespace
 
-    from bench import multirun
+    from bench.sweeps import multirun
 
     def hydra_sees_the_job_fail(argv):
         try:
@@ -152,7 +154,7 @@ def test_a_stop_whose_interrupt_python_dropped_still_ends_the_sweep_as_interrupt
 def test_a_failed_sweep_without_a_stop_still_exits_as_hydra_said(monkeypatch):
     from types import SimpleNamespace
 
-    from bench import multirun
+    from bench.sweeps import multirun
 
     def hydra_fails(argv):
         sys.exit(1)

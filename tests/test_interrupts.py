@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import FAST, HETBENCH, read_json
 
 from bench import interrupts
-from conftest import FAST, HETBENCH, read_json
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,7 @@ import pytest
 
 from bench import cli
 from bench import config as config_mod
+from bench.costs import cluster
 from bench.costs.links import LinkModel
 from bench.emulate import kernel_link, software_links
 from bench.emulate import warnings as emulate_warnings
@@ -31,7 +32,7 @@ def test_kernel_mode_drops_only_the_inter_site_bandwidth_from_the_software_model
                               *KERNEL])
     intra, inter = software_links(cfg)
     assert (inter.latency_ms, inter.bandwidth_gbps) == (2.0, None)
-    sites = [r["site"] for r in config_mod.rank_table(cfg)]
+    sites = [r["site"] for r in cluster.rank_table(cfg)]
     nbytes = 4_000_000
     kernel = LinkModel(sites, intra, inter, 0).allreduce_ms(nbytes)
     cfg.emulation.network = "auto"

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bench import config as config_mod
+from bench.costs import cluster
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema missing: pip install -e '.[dev]'")
 
@@ -88,7 +89,7 @@ def test_manifest_follows_the_operators_conventions_and_adds_up():
     assert int(flags["--nproc-per-node"]) == int(master["resources"]["limits"]["nvidia.com/gpu"])
     overrides = [w for w in shlex.split(" ".join(master["args"])) if re.match(r"^[\w.]+=", w)]
     cfg = config_mod.compose(overrides)
-    assert config_mod.world_size(cfg) == nodes * int(flags["--nproc-per-node"])
+    assert cluster.world_size(cfg) == nodes * int(flags["--nproc-per-node"])
 
 
 def _broken(edit):

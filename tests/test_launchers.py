@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SUBMITIT_POINTS, run_in, submitit_sweep_args
 from omegaconf import OmegaConf
 
-from bench import multirun, slurm
 from bench.config import ConfigError
-from conftest import SUBMITIT_POINTS, run_in, submitit_sweep_args
+from bench.sweeps import multirun, slurm
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
                     reason="hydra-submitit-launcher: pip install 'hetbench[cluster]'")
@@ -78,9 +78,10 @@ def _cfg(world: int):
 def test_slurm_node_runs_one_torchrun_agent_with_c10d_on_the_first_node():
     cmd = slurm.torchrun_command(_cfg(16), ["train.steps=5"], SLURM_ENV)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert cmd[3:11] == ["--nnodes=2", "--node-rank=1", "--nproc-per-node=8", "--rdzv-backend=c10d",
-                         "--rdzv-endpoint=gpu07:29742", "--rdzv-id=4242", "--max-restarts=0", "-m"]
-    assert cmd[11:] == ["bench.train", "train.steps=5"]
+    assert sorted(cmd[3:10]) == sorted(["--nnodes=2", "--node-rank=1", "--nproc-per-node=8",
+                                        "--rdzv-backend=c10d", "--rdzv-endpoint=gpu07:29742",
+                                        "--rdzv-id=4242", "--max-restarts=0"])
+    assert cmd[10:] == ["-m", "bench.train", "train.steps=5"]
 
 
 def test_hetbench_rdzv_port_moves_the_base_of_the_slurm_rendezvous_port():
@@ -154,32 +155,34 @@ def test_hydra_names_each_job_as_the_plan_named_its_point(overrides):
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from bench import sweep
+    from bench.sweeps import job as sweep_job
+    from bench.sweeps import plan as sweep
+    from bench.sweeps import table
 
     points = sweep.expand(overrides)
     exp = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
     params = [f"{k}={v}" for k, v in sweep.experiment_params(exp).items()] if exp else []
     (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(
         params + overrides), None)
-    keys = sweep.swept_keys(points)
-    assert [multirun._point_dir(i, keys, job) for i, job in enumerate(jobs)] == \
+    keys = table.swept_keys(points)
+    assert [sweep_job._point_dir(i, keys, job) for i, job in enumerate(jobs)] == \
         [p.name for p in points]
 
 
 def _upsert(args):
     sweep_dir, index = args
-    from bench import sweep
+    from bench.sweeps import table
 
-    sweep.upsert_row(Path(sweep_dir), {"index": index, "point": f"{index:03d}", "status": "ok",
+    table.upsert_row(Path(sweep_dir), {"index": index, "point": f"{index:03d}", "status": "ok",
                                        "swept": {}, "time_base": "device"})
 
 
 def test_rows_written_by_parallel_jobs_all_reach_the_table(tmp_path):
     import multiprocessing
 
-    from bench import sweep
+    from bench.sweeps import table
 
-    sweep.write_doc(tmp_path, sweep.new_doc("par", [], 24, None, []))
+    table.write_doc(tmp_path, table.new_doc("par", [], 24, None, []))
     with multiprocessing.get_context("spawn").Pool(6) as pool:
         pool.map(_upsert, [(str(tmp_path), i) for i in reversed(range(24))])
     rows = json.loads((tmp_path / "sweep.json").read_text())["points"]

@@ -1,9 +1,9 @@
-"""bench.metrics on records with known numbers, against hand computation."""
+"""bench.results.metrics on records with known numbers, against hand computation."""
 from __future__ import annotations
 
 import pytest
 
-from bench import metrics
+from bench.results import metrics
 
 
 def rec(rank, step, start, ready, synced, fwd, bwd, opt=2.0, injected=0.0, warmup=False):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import config, device_times, metrics, mfu
-from bench.costs import devices
+from bench import config
+from bench.costs import device_times, devices
+from bench.results import metrics, mfu
 from tests.conftest import read_json, read_records, run_hetbench
 
 
@@ -40,7 +41,7 @@ def test_an_unknown_peak_makes_mfu_null_not_a_guess():
 
 def test_emulated_peak_is_the_emulated_device_s_at_the_device_model_precision():
     cfg = config.compose(["cluster=one_a100"])
-    basis = mfu.rank_basis(cfg, {"catalog": None}, "A100-80GB", "bf16", "cpu")
+    basis = device_times.rank_basis(cfg, {"catalog": None}, "A100-80GB", "bf16", "cpu")
     assert basis["peak_tflops"] == 312.0
     assert basis["flops_per_token"] == device_times.workload(cfg).flops_per_token
 

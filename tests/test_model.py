@@ -12,7 +12,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import config_dir
-from bench.model import GPT, build_model
+from bench.rank.model import GPT, build_model
 
 VOCAB, SEQ = 256, 64  # data.vocab_size default, train.seq_len in configs/config.yaml
 

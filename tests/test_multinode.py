@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import read_json
 from netns_hosts import two_hosts  # noqa: F401 (fixture)
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench import cli, driver, placement
+from bench import cli
 from bench.config import ConfigError
+from bench.costs import placement
+from bench.driver import launch as driver_launch
+from bench.driver import run as driver
 
 
 def test_auto_with_four_ranks_and_one_gpu_emulates_on_cpu_and_says_so():
@@ -47,7 +50,7 @@ def test_driver_tells_the_workers_to_emulate_when_gpus_are_short(monkeypatch, ca
     from bench import config
 
     cfg = config.compose([])
-    overrides = driver.place_ranks(cfg, ["train.steps=5"])
+    overrides = driver_launch.place_ranks(cfg, ["train.steps=5"])
     assert overrides == ["train.steps=5", "train.device=cpu"] and cfg.train.device == "cpu"
     assert capsys.readouterr().out.strip() == (
         "hetbench: 4 ranks, 1 GPU visible: emulating on CPU (each rank needs a GPU of its own; "
@@ -59,7 +62,7 @@ def test_driver_leaves_the_overrides_alone_where_gpus_suffice(monkeypatch, capsy
     from bench import config
 
     cfg = config.compose([])
-    assert driver.place_ranks(cfg, ["a=1"]) == ["a=1"] and capsys.readouterr().out == ""
+    assert driver_launch.place_ranks(cfg, ["a=1"]) == ["a=1"] and capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("files, expected", [([], 0), (["/dev/nvidia0"], 3)])
@@ -82,8 +85,8 @@ def test_the_driver_does_not_import_torch_on_a_cpu_only_linux_host(tmp_path):
 
     if any(placement.glob.glob(p) for p in placement.GPU_DEVICE_FILES):
         pytest.skip("this host has GPU device files: torch is asked, as it should be")
-    code = ("import sys; from bench import config, validation; "
-            f"cfg = config.compose(['out_root={tmp_path}']); validation.validate(cfg); "
+    code = ("import sys; from bench import config; "
+            f"cfg = config.compose(['out_root={tmp_path}']); config.validate(cfg); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench import config, device_times, precision
+from bench import config
 from bench.config import ConfigError
+from bench.costs import device_times
+from bench.rank import precision
 
 H100, A100, V100 = (precision.capability("cuda", d) for d in ("H100-SXM", "A100-80GB", "V100"))
 CPU = precision.capability("cpu", None)

@@ -1,6 +1,6 @@
 """The predictor's parts against ground truth: DDP's own buckets, torch's PowerSGD rule, the
 model's parameters, order statistics in closed form and by sampling, hand-computed timelines,
-and bench.metrics' formulas on the same steps."""
+and bench.results.metrics' formulas on the same steps."""
 from __future__ import annotations
 
 import json
@@ -16,16 +16,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import config as config_mod
-from bench import metrics
 from bench.costs import balance, buckets
 from bench.costs.links import Link, LinkModel
-from bench.model import GPT
 from bench.predict import exchange as exchange_mod
 from bench.predict import fleet as fleet_mod
 from bench.predict import predict
 from bench.predict.noise import Noise, expected_max
 from bench.predict.summary import step_values
 from bench.predict.timeline import Timeline
+from bench.rank.model import GPT
+from bench.results import metrics
 from bench.strategies.exchange import powersgd_numel
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
@@ -232,7 +232,7 @@ def test_noise_counts_the_slowest_rank_in_the_balanced_ideal():
 
 
 def test_summary_formulas_are_bench_metrics():
-    """The class-weighted step values equal bench.metrics.step_values on per-rank records."""
+    """The class-weighted step values equal bench.results.metrics.step_values on per-rank records."""
     f = _fleet([10.0, 6.0], [20.0, 12.0], [1.0, 1.0], count=[3, 2], tokens=[100.0, 160.0],
                sites=["a", "b"])
     links = LinkModel(["a"] * 3 + ["b"] * 2, Link(0.1, None, 0), Link(5.0, 10.0, 0), seed=0)

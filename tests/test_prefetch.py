@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data import Batches, MarkovLanguage
-from bench.prefetch import Prefetcher, enabled
+from bench.rank.data import Batches, MarkovLanguage
+from bench.rank.prefetch import Prefetcher, enabled
 from tests.conftest import read_records, run_hetbench
 
 

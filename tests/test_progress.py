@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 import pytest
-
-from bench.sinks import Progress
-from bench.worker import _show_progress
 from conftest import FAST, HETBENCH, read_host_records, read_json, read_records
+
+from bench.rank.window import show_progress as _show_progress
+from bench.results.console import Progress
 
 
 class FakeClock:

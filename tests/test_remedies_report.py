@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from analysis_rundir import build_run_dir
-from bench.analysis import remedies, sweep_report
+
+from bench.analysis import remedies, remedies_report, sweep_report
 
 LAT = "network.inter_site.latency_ms"
 # Equal tokens: N = min(20 * 512, 50 * 256) = 10240. ddp: 20 steps up to N, the last 2 (10%):
@@ -74,13 +74,13 @@ def remedies_sweep(tmp_path: Path) -> Path:
 def _summary(sweep: Path) -> dict:
     doc = json.loads((sweep / "sweep.json").read_text())
     ok = [r for r in doc["points"] if r["status"] == "ok"]
-    curves, _ = remedies.load_curves(sweep, ok)
+    curves, _ = remedies_report.load_curves(sweep, ok)
     return remedies.summarize(doc, curves)
 
 
 def test_curves_are_in_device_time_with_rank_mean_loss(remedies_sweep):
     doc = json.loads((remedies_sweep / "sweep.json").read_text())
-    curves, floors = remedies.load_curves(remedies_sweep, doc["points"][:4])
+    curves, floors = remedies_report.load_curves(remedies_sweep, doc["points"][:4])
     ddp = curves[2]
     assert ddp["tokens"][0] == 512 and ddp["tokens"][-1] == 20 * 512  # warmup steps counted
     assert ddp["seconds"][-1] == pytest.approx(20 * 0.009)  # 18 host ms / D = 2, per step
@@ -181,7 +181,7 @@ def test_a_sweep_without_strategy_is_reported_as_before(tmp_path, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("the remedies report ran for a sweep without strategy")
 
-    monkeypatch.setattr(remedies, "report", never)
+    monkeypatch.setattr(remedies_report, "report", never)
     sweep = _plain_sweep(tmp_path)
     assert sweep_report.main(str(sweep)) == 0
     images = sorted((sweep / "plots").glob("*.png"))

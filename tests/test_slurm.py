@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import read_json
 from slurm_local import slurm_cluster  # noqa: F401 (fixture)
 

@@ -1,6 +1,6 @@
 """`hetbench run -m ... hydra/launcher=slurm` against a real one-node Slurm (munged, slurmctld,
 slurmd started by the fixture): every point is a job of a Slurm job array that submitit
-submits with sbatch; each job starts one torchrun agent of 2 CPU ranks (bench.slurm)."""
+submits with sbatch; each job starts one torchrun agent of 2 CPU ranks (bench.sweeps.slurm)."""
 from __future__ import annotations
 
 import random
@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import HETBENCH, read_json
 from slurm_local import slurm_cluster  # noqa: F401 (fixture)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from analysis_rundir import make_records
-
-from bench import metrics, sinks
 from conftest import read_json, read_records, run_hetbench
+
+from bench.results import console, metrics
 
 # Device compute ms of GPT-2 124M (32 x 1024 tokens, bf16) from the device model, as the
 # emulated 16-rank run measures them: 8 H100, 4 A100, 4 B200 (ranks numbered group by group).
@@ -49,7 +49,7 @@ def test_mixed_fleet_at_device_speed_flags_no_rank():
     assert sum(r["relative_score"] < 0.75 for r in rows) == 12
     assert summary["stragglers"] == [] and not any(r["flagged"] for r in rows)
     assert [r["reason"] for r in rows] == ["device"] * 12 + ["ok"] * 4
-    flags = [line.rstrip().rsplit(None, 1)[-1] for line in sinks.format_table(summary).splitlines()[2:]]
+    flags = [line.rstrip().rsplit(None, 1)[-1] for line in console.format_table(summary).splitlines()[2:]]
     assert flags == ["expected"] * 12 + ["-"] * 4  # the B200 rows end with their bound (unknown)
 
 
@@ -61,7 +61,7 @@ def test_one_sick_h100_is_the_only_straggler():
     assert summary["stragglers"] == [3]
     assert summary["ranks"][3]["reason"] == "below_expected"
     assert summary["ranks"][3]["target_compute_ms"] == pytest.approx(66.16)
-    lines = sinks.format_table(summary).splitlines()
+    lines = console.format_table(summary).splitlines()
     assert lines[2 + 3].rstrip().endswith("STRAGGLER")
     assert sum("STRAGGLER" in line for line in lines) == 1
 
@@ -112,7 +112,7 @@ def test_mixed16_run_flags_the_sick_h100_alone(tmp_path):
             assert r["relative_score"] == pytest.approx(r["expected_score"], abs=0.01)
     assert [line.split()[0] for line in output.splitlines() if "STRAGGLER" in line] == [str(SICK)]
     assert output.count(" expected\n") == 11
-    # the summary's scores from the records, independently of bench.metrics
+    # the summary's scores from the records, independently of bench.results.metrics
     compute = {}
     for rec in read_records(run_dir):
         if not rec["warmup"]:

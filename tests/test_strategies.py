@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import read_json, read_records, run_hetbench
 from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import _should_compress
 
-from bench import config, device_times
+from bench import config
+from bench.costs import cluster, device_times
 from bench.costs.links import Link, LinkModel
-from bench.model import build_model
-from conftest import read_json, read_records, run_hetbench
+from bench.rank.model import build_model
 
 # Two sites (mixed4), no jitter, a fast run: buckets are bytes-exact and delays deterministic.
 BASE = ["train.steps=16", "train.warmup_steps=12", "train.log_every=4",
@@ -21,14 +22,14 @@ BASE = ["train.steps=16", "train.warmup_steps=12", "train.log_every=4",
 
 def _grad_bytes(seq_len: int = 32) -> int:
     cfg = config.compose([f"train.seq_len={seq_len}"])
-    model = build_model(cfg.model, config.vocab_size(cfg), seq_len)
+    model = build_model(cfg.model, cluster.vocab_size(cfg), seq_len)
     return sum(p.numel() for p in model.parameters()) * 4
 
 
 def _powersgd_numel(rank: int = 4) -> int:
     """Elements torch's hook sends per step: its own compression test on every gradient."""
     cfg = config.compose(["train.seq_len=32"])
-    model = build_model(cfg.model, config.vocab_size(cfg), 32)
+    model = build_model(cfg.model, cluster.vocab_size(cfg), 32)
     total = 0
     for p in model.parameters():
         n, m = p.reshape(p.shape[0], -1).shape
@@ -79,7 +80,7 @@ def test_compression_cuts_inter_site_bytes_by_the_expected_factor(runs, default_
 @pytest.mark.slow
 def test_hierarchical_delay_per_bucket_matches_its_formula(runs):
     cfg = config.compose(BASE)
-    model = LinkModel([r["site"] for r in config.rank_table(cfg)], Link(0.0, None, 0.0),
+    model = LinkModel([r["site"] for r in cluster.rank_table(cfg)], Link(0.0, None, 0.0),
                       Link(1.0, 100.0, 0.0), seed=0)
     for rec in _measured(runs["hierarchical"]):
         expected = sum(model.route_ms("hierarchical", b) for b in rec["bucket_bytes"])
@@ -155,8 +156,8 @@ def test_balanced_loss_weights_give_the_uniform_gradient():
     DDP does), has the gradient of the mean over all B sequences."""
     torch.manual_seed(0)
     cfg = config.compose(["train.seq_len=16"])
-    model = build_model(cfg.model, config.vocab_size(cfg), 16).double()
-    x = torch.randint(0, config.vocab_size(cfg), (12, 17))
+    model = build_model(cfg.model, cluster.vocab_size(cfg), 16).double()
+    x = torch.randint(0, cluster.vocab_size(cfg), (12, 17))
     split, world = [1, 3, 3, 5], 4
 
     def grads(loss):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import config, device_times
-from bench.costs import balance, links
+from bench import config
+from bench.costs import balance, device_times, links
 from bench.costs.links import Link, LinkModel
 from bench.strategies.groups import SiteGroups
 from bench.strategies.outer import OuterSync
@@ -76,7 +76,7 @@ def test_balanced_config_keeps_tokens_and_evens_out_device_time():
 
 
 def test_uneven_batches_cut_the_uniform_split_s_sequences():
-    from bench.data import Batches, build_language
+    from bench.rank.data import Batches, build_language
 
     cfg = config.compose([])
     lang = build_language(cfg.data, 0)
@@ -94,7 +94,7 @@ def test_the_workload_compresses_better_than_its_proxy():
     cfg = config.compose(["experiment=remedies", "strategy=powersgd"])
     import torch
 
-    from bench.model import GPT
+    from bench.rank.model import GPT
     from bench.strategies.exchange import powersgd_numel
 
     def share(*shape):  # torch's own compression test over the real model's parameters

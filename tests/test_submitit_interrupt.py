@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HETBENCH, read_json
 
 from bench import interrupts
-from conftest import HETBENCH, read_json
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
                     reason="hydra-submitit-launcher: pip install 'hetbench[cluster]'")

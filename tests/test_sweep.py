@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import sweep
 from bench.cli import main as cli_main
 from bench.config import ConfigError
+from bench.sweeps import multirun, timescale
+from bench.sweeps import plan as sweep
 
 TWO_SITES = "cluster.groups=[{device:H100,count:1,site:a},{device:H100,count:1,site:b}]"
 TINY = ["train.steps=16", "train.warmup_steps=4", "train.log_every=4", "logger=none"]
@@ -91,8 +92,8 @@ def test_a_failed_calibration_fails_every_point_on_record(tmp_path, monkeypatch,
     def broken(cfg, overrides, run_dir):
         raise RuntimeError("calibration failed (torchrun exit status 1)")
 
-    monkeypatch.setattr(sweep.driver, "calibrate", broken)
-    rc = sweep.run_sweep(["cluster=h100x2", "network.inter_site.latency_ms=0,5", "sweep_id=cal",
+    monkeypatch.setattr(timescale, "calibrate", broken)
+    rc = multirun.run_sweep(["cluster=h100x2", "network.inter_site.latency_ms=0,5", "sweep_id=cal",
                           f"out_root={tmp_path}", "logger=none"])
     assert rc == 1 and "calibration failed" in capsys.readouterr().out
     doc = json.loads((tmp_path / "cal" / "sweep.json").read_text())

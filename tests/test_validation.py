@@ -12,8 +12,9 @@ import pytest
 
 from bench import cli
 from bench import config as config_mod
-from bench import dist as dist_mod
-from bench import train as train_mod
+from bench.costs import cluster
+from bench.rank import dist as dist_mod
+from bench.rank import main as train_mod
 
 # (overrides, key the message must name, value it must show, words of the fix)
 CASES = [
@@ -89,7 +90,7 @@ def test_good_default_config_passes_validation():
     # The control for the cases above: the default experiment is valid, so each rejection
     # comes from the one bad value.
     cfg = config_mod.compose([])
-    assert config_mod.world_size(cfg) == 4
+    assert cluster.world_size(cfg) == 4
     config_mod.validate(cfg, launched_world_size=4)
 
 

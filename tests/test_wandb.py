@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import read_records
 import yaml
+from conftest import read_records
 
-from bench import sinks
-from bench.wandb_logger import flatten, wandb_id
+from bench.rank.wandb_logger import flatten, wandb_id
+from bench.results import files
 
 FAKE_KEY = "local-0123456789abcdef0123456789abcdef01234567"  # must never reach a file
 LOG_EVERY, STEPS, WARMUP = 5, 20, 5
@@ -150,7 +149,7 @@ def test_every_window_logs_what_the_rank_logs_imply(offline_run):
 @pytest.mark.slow
 def test_the_end_logs_summary_table_and_exit_code(offline_run):
     run_dir, records, _ = offline_run
-    summary = sinks.read_json(run_dir / "summary.json")
+    summary = files.read_json(run_dir / "summary.json")
     final = {}
     for rec in _of_kind(records, "summary"):
         final.update(items_to_dict(rec.summary.update))
@@ -187,7 +186,7 @@ def test_wandb_ids_are_sanitised():
 
 def test_mode_disabled_or_wandb_mode_env_gives_the_null_logger(monkeypatch, tmp_path):
     from bench.config import compose
-    from bench.worker import _make_logger
+    from bench.rank.loggers import make_logger as _make_logger
 
     cfg = compose(["cluster=h100x2"])
     monkeypatch.setenv("WANDB_MODE", "disabled")  # wins over the config's offline

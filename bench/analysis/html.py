@@ -2,12 +2,12 @@
 is fetched from anywhere."""
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 
-from bench.analysis.rundir import Run
-from bench.sinks import flag_text
+from bench.results.console import flag_text
+from bench.results.figures import data_uri
+from bench.results.rundir import Run
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px auto;
@@ -132,8 +132,7 @@ def analysis_section(analysis: dict, sentences: list[str]) -> str:
 
 
 def image(path: Path, caption: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+    return (f"<figure><img alt='{_e(caption)}' src='{data_uri(path)}'>"
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 

@@ -1,8 +1,8 @@
 """The analysis in plain sentences, for the console verdict and the HTML report."""
 from __future__ import annotations
 
-from bench.analysis.rundir import Run
-from bench.sinks import percent
+from bench.results.console import percent
+from bench.results.rundir import Run
 
 NOTABLE_SLOWDOWN = 1.02
 """Per-rank what-if slowdowns under 2% are not worth a sentence."""

@@ -7,28 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.analysis.rundir import Run
-
-DPI = 100
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold",
-                         "axes.spines.top": False, "axes.spines.right": False})
-    return plt
-
-
-def save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+from bench.results.figures import pyplot, save
+from bench.results.rundir import Run
 
 
 def rank_labels(run: Run) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.analysis.plots import pyplot, rank_labels, save
-from bench.analysis.rundir import Run
+from bench.results.rundir import Run
 
 WINDOW_STEPS = 10
 

@@ -1,18 +1,18 @@
 """Plots of the remedies report (bench.analysis.remedies): tokens/s per strategy against latency,
 and each group's loss curves against tokens and against time. matplotlib is imported lazily
-(through sweep_report), only when a report is drawn."""
+(bench.results.figures), only when a report is drawn."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.analysis import sweep_report
 from bench.analysis.remedies import BASELINE, others_label
+from bench.results.figures import pyplot, save
 
 
 def throughput(result: dict, path: Path) -> Path:
     """tokens/s against latency (or against the groups, as categories), one line per strategy
     (and per value of any other swept key)."""
-    plt = sweep_report._pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     numeric = all(p["latency_ms"] is not None for p in result["points"])
     cats = [v["group"] for v in result["groups"]]
@@ -32,7 +32,7 @@ def throughput(result: dict, path: Path) -> Path:
     ax.set_title("Throughput per strategy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return sweep_report._save(fig, path)
+    return save(fig, path)
 
 
 def losses(label: str, members: list[dict], curves: dict, floors: dict, doc: dict,
@@ -42,7 +42,7 @@ def losses(label: str, members: list[dict], curves: dict, floors: dict, doc: dic
     drawn = [(p, curves.get(p["index"])) for p in members if curves.get(p["index"])]
     if not drawn:
         return None
-    plt = sweep_report._pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     unit = "device s" if doc.get("time_base") == "device" else "s"
     for p, c in drawn:
@@ -60,4 +60,4 @@ def losses(label: str, members: list[dict], curves: dict, floors: dict, doc: dic
     axes[0].set_ylabel("training loss, over ranks by tokens (nats/token)")
     axes[0].set_title(f"{label}: loss per token trained")
     axes[1].set_title(f"{label}: loss per unit of time")
-    return sweep_report._save(fig, path)
+    return save(fig, path)

@@ -6,8 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from bench import metrics, sinks
-from bench.analysis import html, narrative, plots, plots_time, rundir, stragglers, trace, transients, whatif
+from bench.analysis import (
+    html,
+    narrative,
+    plots,
+    plots_time,
+    stragglers,
+    trace,
+    transients,
+    whatif,
+)
+from bench.results import files, metrics, rundir
 
 EXIT_NOT_A_RUN = 2
 
@@ -50,7 +59,7 @@ def build_report(run_dir) -> dict:
     analysis = analyse(run)
     sentences = narrative.sentences(run, analysis)
     analysis["verdict"] = sentences
-    sinks.write_json_atomic(run.path / "analysis.json", analysis)
+    files.write_json_atomic(run.path / "analysis.json", analysis)
     figures = make_plots(run, analysis, run.path / "plots")
     page = html.write(run, analysis, sentences, figures, run.path / "report.html")
     trace_path = trace.write(run, run.path / "trace.json")

@@ -1,9 +1,9 @@
 """Per-rank straggler analysis: scores (the same numbers as summary.json), the anomalous test and
 who arrived last.
 
-  relative_score_r = min_k median(compute_k) / median(compute_r)      (bench.metrics.rank_rows)
+  relative_score_r = min_k median(compute_k) / median(compute_r)      (bench.results.metrics.rank_rows)
   expected_score_r = speed_r / max_k speed_k        (device-model speeds; null when any is unknown)
-  flagged          = slower than its own device should be (bench.metrics.straggler_reason):
+  flagged          = slower than its own device should be (bench.results.metrics.straggler_reason):
                      relative_score < straggler_threshold x expected_score (default 0.75), or,
                      emulating, compute above its pacing target / threshold; without a device
                      model, relative_score < threshold. `reason` says which.
@@ -13,7 +13,7 @@ who arrived last.
 """
 from __future__ import annotations
 
-from bench import metrics
+from bench.results import metrics
 
 ANOMALY_RATIO = 0.8
 """A rank is anomalous when it reaches less than 80% of the score its device should give it."""
@@ -30,7 +30,7 @@ def last_arrivals(steps: dict, world_size: int) -> list[int]:
 
 
 def analyse(steps: dict, ranks: list[dict], threshold: float, targets=None) -> list[dict]:
-    """One row per rank, ordered by rank. `targets`: see bench.metrics.rank_rows."""
+    """One row per rank, ordered by rank. `targets`: see bench.results.metrics.rank_rows."""
     rows = metrics.rank_rows(steps, ranks, threshold, targets)
     counts = last_arrivals(steps, len(ranks))
     out = []

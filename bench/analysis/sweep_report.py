@@ -7,13 +7,14 @@ first swept key, shown as categories (cluster presets, ...).
 """
 from __future__ import annotations
 
-import base64
 import html
 import math
 import sys
 from pathlib import Path
 
-from bench import sinks
+from bench.analysis import remedies_report
+from bench.results import files
+from bench.results.figures import data_uri, pyplot, save
 
 METRICS = (("efficiency", "efficiency (share of device time computing)"),
            ("step_ms_p50", "step time p50 (ms; device ms for emulated points)"))
@@ -21,7 +22,7 @@ METRICS = (("efficiency", "efficiency (share of device time computing)"),
 
 def main(sweep_dir: str) -> int:
     sweep_dir = Path(sweep_dir)
-    doc = sinks.read_json(sweep_dir / "sweep.json")
+    doc = files.read_json(sweep_dir / "sweep.json")
     rows = [r for r in doc["points"] if r["status"] == "ok" and r.get("efficiency") is not None]
     if not rows:
         print(f"hetbench: sweep {doc['sweep_id']}: no finished point to report", file=sys.stderr)
@@ -34,9 +35,7 @@ def main(sweep_dir: str) -> int:
     images.append(plot_slowdown(rows, plots / "sweep_slowdown.png"))
     extra = ""
     if "strategy" in doc["swept_keys"]:  # a remedies sweep: which strategy wins, at what loss
-        from bench.analysis import remedies
-
-        extra = remedies.report(sweep_dir, doc, plots)
+        extra = remedies_report.report(sweep_dir, doc, plots)
     out = sweep_dir / "report.html"
     out.write_text(render_html(doc, x_key, images, extra))
     print(f"hetbench: sweep report -> {out}", flush=True)
@@ -83,7 +82,7 @@ def _x_positions(rows: list[dict], x_key: str | None) -> tuple[list[float], list
 
 
 def plot_metric(rows, x_key, others, metric: str, label: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     categories = None
     for name, line in lines(rows, x_key, others).items():
@@ -101,7 +100,7 @@ def plot_metric(rows, x_key, others, metric: str, label: str, path: Path) -> Pat
     ax.grid(alpha=0.3)
     if len(ax.get_lines()) > 1:
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def slowdown_parts(row: dict) -> tuple[float, float]:
@@ -118,7 +117,7 @@ def slowdown_parts(row: dict) -> tuple[float, float]:
 
 
 def plot_slowdown(rows: list[dict], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.4, 0.8 * len(rows)), 4.0))
     parts = [slowdown_parts(r) for r in rows]
     xs = range(len(rows))
@@ -130,23 +129,7 @@ def plot_slowdown(rows: list[dict], path: Path) -> Path:
     ax.set_title("slowdown decomposition per point")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # never over the bars
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
-def _pyplot():
-    import matplotlib  # lazy: slow to import, and only reports need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +148,7 @@ COLUMNS = (("point", None), ("status", None), ("step_ms_p50", "{:.1f}"),
 def render_html(doc: dict, x_key: str | None, images: list[Path], extra: str = "") -> str:
     """`extra`: HTML put between the summary line and the table (the remedies section)."""
     title = f"hetbench sweep {doc['sweep_id']}"
-    figures = "\n".join(f'<img alt="{html.escape(p.stem)}" src="{_data_uri(p)}">' for p in images)
+    figures = "\n".join(f'<img alt="{html.escape(p.stem)}" src="{data_uri(p)}">' for p in images)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p>{len(doc['points'])} of {doc['points_total']} points recorded; swept: "
@@ -186,7 +169,3 @@ def _table(rows: list[dict]) -> str:
             cells.append(f"<td class='{cls if fmt is None else ''}'>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from bench.analysis.plots_time import phase_spans
-from bench.analysis.rundir import Run
+from bench.results.rundir import Run
 
 
 def _us(seconds: float) -> float:

@@ -1,7 +1,7 @@
 """What-if: replay each measured step from its records with some ranks' compute changed.
 
 Per step s, with a_r = (t_ready_r - t_start_r) in ms (the rank's ready offset on its own clock):
-  T_s        = max_r step_ms                       (bench.metrics.step_values)
+  T_s        = max_r step_ms                       (bench.results.metrics.step_values)
   transfer_s = median_r transfer_ms                (exchange exposed after the last rank was ready)
   rest_s     = T_s - max_r a_r - transfer_s        (optimizer, start skew, whatever remains)
   replay(a') = max_r a'_r + transfer_s + rest_s    so replay(a) == T_s exactly
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import metrics
+from bench.results import metrics
 
 
 def step_arrays(recs: list[dict]) -> dict:

@@ -4,19 +4,20 @@ with the config's world size on loopback, then plot what rank 0 wrote."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from bench import config as config_mod
-from bench import sinks
 from bench.collectives import options
-from bench.driver import new_run_id, prepare_run_dir, worker_env
+from bench.costs import cluster
+from bench.driver.command import new_run_id, torchrun, worker_env
+from bench.driver.launch import prepare_run_dir, worker_overrides
+from bench.results import files
+from bench.results.status import mark_failed
 
 
 def torchrun_command(cfg, plan, overrides: list[str]) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-            f"--nproc-per-node={config_mod.world_size(cfg)}", "--max-restarts=0",
-            "-m", "bench.collectives.worker", *options.plan_argv(plan), *overrides]
+    return torchrun(cluster.world_size(cfg), "bench.collectives.worker",
+                    [*options.plan_argv(plan), *overrides])
 
 
 def main(args) -> int:
@@ -32,14 +33,15 @@ def main(args) -> int:
     run_id = cfg.run_id or new_run_id()
     run_dir = Path(cfg.out_root) / run_id
     prepare_run_dir(cfg, run_dir, overrides)
-    print(f"hetbench: collectives {run_id}: {config_mod.world_size(cfg)} ranks "
+    print(f"hetbench: collectives {run_id}: {cluster.world_size(cfg)} ranks "
           f"({cfg.cluster.name} over {cfg.network.name}) -> {run_dir}", flush=True)
-    workers = [o for o in overrides if not o.startswith(("run_id=", "sweep_id="))]
-    proc = subprocess.run(torchrun_command(cfg, plan, workers),
+    proc = subprocess.run(torchrun_command(cfg, plan, worker_overrides(overrides)),
                           env=worker_env(cfg, run_id, run_dir))
     path = run_dir / "collectives.json"
     if proc.returncode != 0:
-        _mark_failed(path, run_id, f"torchrun exited with status {proc.returncode}")
+        # A rank killed hard cannot say so itself: the driver makes the JSON tell.
+        mark_failed(run_dir, f"torchrun exited with status {proc.returncode}",
+                    names=(path.name,), kind={"kind": "collectives"})
         print(f"hetbench: collectives FAILED (torchrun exit status {proc.returncode}); what was "
               f"measured is in {path}", flush=True)
         return 1
@@ -51,14 +53,5 @@ def main(args) -> int:
 def _plot(path: Path, run_dir: Path) -> None:
     from bench.collectives.plots import write_plots
 
-    paths = write_plots(sinks.read_json(path), run_dir / "plots")
+    paths = write_plots(files.read_json(path), run_dir / "plots")
     print(f"hetbench: {len(paths)} plots in {run_dir / 'plots'}", flush=True)
-
-
-def _mark_failed(path: Path, run_id: str, reason: str) -> None:
-    """A rank killed hard cannot say so itself: the driver makes the JSON tell."""
-    doc = sinks.read_json(path) if path.exists() else {"run_id": run_id, "kind": "collectives"}
-    if doc.get("status") != "failed":
-        doc["status"] = "failed"
-        doc.setdefault("error", reason)
-        sinks.write_json_atomic(path, doc)

@@ -14,7 +14,7 @@ def write_plots(doc: dict, out: Path) -> list[Path]:
 
 
 def _plot(op: str, scope: str, rows: list[dict], out: Path) -> Path:
-    from bench.analysis.plots import pyplot, save
+    from bench.results.figures import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -11,8 +11,8 @@ import torch
 
 import bench
 from bench import config as config_mod
-from bench import sinks
 from bench.collectives import fit, scopes, spec, table
+from bench.results import files
 
 EMULATION_NOTE = ("Each collective pays the alpha-beta time of its op and scope "
                   "(bench.costs.links) in real milliseconds, no time dilation (D = 1): the group's "
@@ -81,7 +81,7 @@ class Report:
         self.doc.update(status=status, rows=self.rows, fit=fit.fit_rows(self.rows))
         if status != "running":
             self.doc["end_time"] = _now()
-        sinks.write_json_atomic(self.run_dir / "collectives.json", self.doc)
+        files.write_json_atomic(self.run_dir / "collectives.json", self.doc)
 
 
 def _document(cfg, env, plan, runner, run_id: str, hosts: list[str]) -> dict:

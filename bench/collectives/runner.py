@@ -9,16 +9,16 @@ import time
 import torch
 import torch.distributed as dist
 
-from bench import config as config_mod
 from bench.collectives import ops, scopes, spec, table
 from bench.collectives.wire import Wire
+from bench.costs import cluster
 from bench.costs.links import link_of
 
 
 class Runner:
     def __init__(self, cfg, env, plan: spec.Plan, offset_s: float):
         self.env, self.plan = env, plan
-        self.sites = [r["site"] for r in config_mod.rank_table(cfg)]
+        self.sites = [r["site"] for r in cluster.rank_table(cfg)]
         intra, inter = link_of(cfg.network.intra_site), link_of(cfg.network.inter_site)
         network_on = cfg.emulation.network != "off"
         self.scopes = scopes.build(plan.scopes, self.sites, intra, inter, env.rank, network_on)

@@ -7,32 +7,26 @@ hanging it), measures, and rank 0 prints the table as it goes and writes collect
 every block, with its status, on every path. Exit status: 0 ok, 1 failed, 2 bad input."""
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import traceback
-from pathlib import Path
 
 from bench import config as config_mod
-from bench import dist as dist_mod
 from bench.collectives import options
-
-
-def _exit_on_sigterm(signum, _frame):
-    # torchrun stops the surviving ranks with SIGTERM when one fails: unwind through `finally`.
-    raise SystemExit(128 + signum)
+from bench.rank import dist as dist_mod
+from bench.rank import startup
 
 
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    startup.install_sigterm()
     args = options.parser().parse_intermixed_args(argv)
+    cfg = startup.compose(args.overrides)
+    if cfg is None:
+        return startup.EXIT_BAD_INPUT
     try:
-        cfg = config_mod.compose(args.overrides)
-        config_mod.validate(cfg, launched_world_size=dist_mod.env_world_size())
         plan = options.plan_from_args(args)
     except config_mod.ConfigError as err:
         print(f"hetbench: error: {err}", file=sys.stderr)
-        return 2
+        return startup.EXIT_BAD_INPUT
     env = dist_mod.init(cfg)
     reports, ok = [], False  # the report, once set up: it must hear how the run ended
     try:
@@ -53,12 +47,9 @@ def main(argv: list[str]) -> int:
 def _measure(cfg, env, plan, reports: list) -> None:
     from bench.collectives.report import Report
     from bench.collectives.runner import Runner
-    from bench.worker import resolve_run_id  # torch-heavy imports after validation
 
-    if env.device.type == "cpu":
-        dist_mod.set_cpu_threads(cfg.train.threads_per_rank, env.local_world_size)
-    run_id = resolve_run_id(cfg)
-    run_dir = Path(os.environ.get("HETBENCH_RUN_DIR") or Path(cfg.out_root) / run_id)
+    startup.threads(cfg, env)
+    run_id, run_dir = startup.run_dir_of(cfg)
     offsets = dist_mod.measure_clock_offsets(env)
     runner = Runner(cfg, env, plan, offsets[env.rank]["offset_s"])
     reports.append(Report(cfg, env, plan, runner, run_dir, run_id, _hosts(env)))
@@ -75,6 +66,4 @@ def _hosts(env) -> list[str]:
 
 
 if __name__ == "__main__":
-    from bench.train import exit_now  # skips the finalization where Gloo can abort
-
-    exit_now(main(sys.argv[1:]))
+    startup.exit_now(main(sys.argv[1:]))  # skips the finalization where Gloo can abort

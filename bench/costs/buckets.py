@@ -1,4 +1,4 @@
-"""What travels in one step, pure (no torch): bench.model.GPT's parameter shapes, DDP's gradient
+"""What travels in one step, pure (no torch): bench.rank.model.GPT's parameter shapes, DDP's gradient
 buckets, and what torch's PowerSGD hook sends for them. The predictor uses it; tests check each
 function against the real thing (DDP's own buckets, torch's compression test, the model).
 
@@ -17,7 +17,7 @@ BYTES_FP32 = 4
 
 
 def gpt_param_shapes(vocab: int, seq_len: int, n_layer: int, n_embd: int) -> list[Shape]:
-    """bench.model.GPT(...).parameters() shapes, in registration order (the head is tied)."""
+    """bench.rank.model.GPT(...).parameters() shapes, in registration order (the head is tied)."""
     c = n_embd
     block = [(c,), (c,), (3 * c, c), (3 * c,), (c, c), (c,), (c,), (c,),
              (4 * c, c), (4 * c,), (c, 4 * c), (c,)]

@@ -5,7 +5,7 @@ For forward and backward (FLOPs split 1:2, as a matmul's backward does twice its
 
     t_phase = max(floor_phase, FLOPs_phase / (peak(device, precision) * efficiency(device)))
 
-  FLOPs     flops_per_token * tokens, the same count as bench.model (PaLM's 6N + attention)
+  FLOPs     flops_per_token * tokens, the same count as bench.rank.model (PaLM's 6N + attention)
   peak      the catalog's dense peak at the precision (bench.hardware)
   efficiency achieved / peak for this device (DEFAULTS below, each with its source)
   floor     the launch/framework floor of eager PyTorch: the host launches each layer's kernels
@@ -119,7 +119,7 @@ class PhaseTimes:
 
 
 def gpt_params(vocab: int, seq_len: int, n_layer: int, n_embd: int) -> int:
-    """Parameters of bench.model.GPT (tied head): embeddings, blocks, final layer norm."""
+    """Parameters of bench.rank.model.GPT (tied head): embeddings, blocks, final layer norm."""
     return sum(buckets.numel(s) for s in buckets.gpt_param_shapes(vocab, seq_len, n_layer, n_embd))
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import config as config_mod
-from bench import device_times, metrics, timebase
+from bench.costs import cluster, device_times
 from bench.costs.links import Link, link_of
 from bench.emulate import compute, gpu, network
-from bench.trainer import NoLink, NoPacing
+from bench.emulate.base import NoLink, NoPacing
+from bench.results import metrics, timebase
 
 # Pacing holds when a rank's median compute is within this share of its target. Past it, the
 # rank ran slower than the device it emulates (an oversubscribed machine): warn, with the fix.
@@ -30,7 +30,7 @@ def pacing_enabled(cfg, device_type: str) -> bool:
 
 def build(cfg, env, total_numel: int):
     """(pacer, link) for this rank; no-ops where emulation is off."""
-    table = config_mod.rank_table(cfg)
+    table = cluster.rank_table(cfg)
     pacer = NoPacing()
     if pacing_enabled(cfg, env.device.type):
         times = device_times.rank_times(cfg)[env.rank]
@@ -48,7 +48,9 @@ def build(cfg, env, total_numel: int):
         if model.active or getattr(pacer, "timeline", False) or kernel:
             link = network.DelayedLink(model, env.device)
         if kernel:  # what this host's kernel enforces, for the summary and its warning
-            from bench.emulate import kernel_link  # here: `python -m` runs it as a script too
+            from bench.emulate import (
+                kernel_link,  # here: `python -m` runs it as a script too
+            )
             link.kernel_tbf = {"expected_gbps": float(cfg.network.inter_site.bandwidth_gbps),
                                "tbf_on_this_host": kernel_link.shaped_here()}
     return pacer, link

@@ -1,5 +1,5 @@
 """Compute pacing in dilated time: each rank's forward, backward and optimizer step take
-D x their emulated device's time (bench.device_times), D being the run's one time dilation.
+D x their emulated device's time (bench.costs.device_times), D being the run's one time dilation.
 
 Calibration: every rank times a few forward and backward passes, optimizer steps and the rest
 of a real step (batch, real all-reduce) on this machine (host time h), compares them with its
@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from bench.costs.devices import PhaseTimes
+from bench.costs.dilation import needed_scale
 
 
 class Pacer:
@@ -192,22 +193,6 @@ def measure_host(trainer, passes: int) -> tuple[float, float, float, float]:
 def _barrier(device) -> None:
     """NCCL's barrier needs the rank's GPU named (else it guesses, and warns)."""
     dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
-
-
-def needed_scale(host_ms: tuple, device: PhaseTimes) -> float:
-    """The smallest D at which this host keeps up with D x device time:
-      - in forward and backward, each on its own (a bucket handed over late delays the
-        exchange of every rank);
-      - from the last hand-over to the next forward's end: the un-emulated rest of a step (real
-        all-reduce, batch), the optimizer and the next forward must fit in the optimizer's and
-        the forward's budget even where the emulated wire takes no time (a fast link), since
-        backward's slack comes too late to help. (This also makes the whole step fit.)
-    The optimizer needs no term of its own: an optimizer step that ends late carries its lag
-    into the next forward (Pacer.start_step), whose slack the second term provides."""
-    fwd, bwd, opt, rest = host_ms
-    per_phase = max(fwd / device.fwd_ms, bwd / device.bwd_ms)
-    exchange = (rest + opt + fwd) / (device.opt_ms + device.fwd_ms)
-    return max(per_phase, exchange)
 
 
 def gather_needs(trainer, needed: float) -> list[float]:

@@ -2,8 +2,8 @@
 A100s), for straggler experiments on a real cluster.
 
 Each paced rank's phases are stretched to its configured device's time (the device model,
-bench.device_times, at the run's precision) by spin kernels in the GPU's stream
-(bench.gpu_sleep), never by host sleeps, which a GPU would not notice. Time is real: D = 1.
+bench.costs.device_times, at the run's precision) by spin kernels in the GPU's stream
+(bench.rank.gpu_sleep), never by host sleeps, which a GPU would not notice. Time is real: D = 1.
 
 At start, the rank times its own forward, backward and optimizer step (calibration passes,
 synchronised), and pads each phase by target - measured: after forward; backward's pad split
@@ -32,7 +32,7 @@ class GpuPacer:
         self.host_ms = None  # this GPU's measured (fwd, bwd, opt, rest) ms
         self.needs = None
         self.pads = (0.0, 0.0, 0.0)  # ms queued after forward, over backward, after the optimizer
-        self.sleep = None  # bench.gpu_sleep.GpuSleep
+        self.sleep = None  # bench.rank.gpu_sleep.GpuSleep
         self._pad_ms = 0.0
 
     def calibrate(self, trainer, passes: int) -> float:

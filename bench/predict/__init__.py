@@ -1,7 +1,7 @@
 """`hetbench predict`: a run's summary numbers computed from the models instead of measured, for
 any number of ranks. It is the emulator without processes: the same device model
-(bench.device_times, bench.costs.devices), the same link model (bench.costs.links), the same
-bucket schedule and strategy routes, the same summary formulas (bench.metrics), on classes of
+(bench.costs.device_times, bench.costs.devices), the same link model (bench.costs.links), the same
+bucket schedule and strategy routes, the same summary formulas (bench.results.metrics), on classes of
 identical ranks, plus what no 4-rank emulation can show: the slowest of W ranks as an order
 statistic (bench.predict.noise).
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import device_times
 from bench.config import ConfigError
+from bench.costs import device_times
 from bench.costs.links import Link, LinkModel, link_of
 from bench.predict import exchange as exchange_mod
 from bench.predict import fleet as fleet_mod

@@ -1,11 +1,11 @@
 """What a strategy puts on the links in one step, as the emulator charges it (bench.strategies,
-bench.trainer.CommHook): per gradient bucket its bytes, route and dependent rounds, the share of
+bench.rank.trainer.CommHook): per gradient bucket its bytes, route and dependent rounds, the share of
 backward after which it is handed over, and the outer sync of localsgd / diloco.
 
 Buckets (`predict.buckets`):
   emulated  what `hetbench run` of the same config buckets: DDP's buckets of the trained model
             at strategy.bucket_cap_mb shrunk by the emulated workload's bytes factor, each
-            carrying that factor times its bytes (bench.trainer). The default: a prediction
+            carrying that factor times its bytes (bench.rank.trainer). The default: a prediction
             says what an emulated run would measure.
   workload  DDP's buckets of the workload's own parameters at strategy.bucket_cap_mb: what a
             real cluster running the workload would send (for predictions at scale).
@@ -18,9 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from bench import config as config_mod
-from bench import device_times
 from bench.costs import buckets as buckets_mod
+from bench.costs import cluster, device_times
 
 MIB = 1024 * 1024
 
@@ -83,6 +82,6 @@ def _shapes_and_scale(cfg) -> tuple[list, float]:
         return buckets_mod.gpt_param_shapes(s["vocab_size"], s["seq_len"], s["n_layer"],
                                             s["n_embd"]), 1.0
     m = cfg.model
-    trained = buckets_mod.gpt_param_shapes(config_mod.vocab_size(cfg), cfg.train.seq_len,
+    trained = buckets_mod.gpt_param_shapes(cluster.vocab_size(cfg), cfg.train.seq_len,
                                            m.n_layer, m.n_embd)
     return trained, device_times.bytes_scale(cfg)

@@ -1,7 +1,7 @@
 """The fleet as the predictor sees it: classes of identical ranks (same device, site, speed and
 micro-batch), each with a count, so that 200,000 ranks cost what a handful of groups cost.
 
-Device times come from bench.device_times (the emulator's own code) run on a stand-in config
+Device times come from bench.costs.device_times (the emulator's own code) run on a stand-in config
 with one rank per class. Up to EXACT_RANKS ranks the balanced split is the emulator's own
 per-rank split; above (where the per-rank split would take seconds), the group-level
 water-filling of bench.costs.balance.split_groups.
@@ -14,8 +14,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from bench import config as config_mod
-from bench import device_times, hardware
-from bench.costs import balance
+from bench import hardware
+from bench.costs import balance, device_times
 
 EXACT_RANKS = 32  # the emulator runs 4-32 ranks; its per-rank split is slow beyond
 
@@ -111,14 +111,14 @@ def _classes(cfg, counts: list[int]) -> list[tuple[int, int, int]]:
 
 
 def _ideal(cfg, counts: list[int]) -> float:
-    """bench.device_times.ideal_tokens_per_s: one rank per group, times its count."""
+    """bench.costs.device_times.ideal_tokens_per_s: one rank per group, times its count."""
     speeds = device_times.rank_speeds(_stand_in(cfg, list(range(len(counts)))))
     return float(sum(n * v for n, v in zip(counts, speeds)))
 
 
 def _stand_in(cfg, group_of_rank: list[int]):
     """A copy of cfg with one rank per entry (that group's device, site, speed, ...), so that
-    bench.device_times times a class exactly as it times a rank of the real cluster."""
+    bench.costs.device_times times a class exactly as it times a rank of the real cluster."""
     groups = [dict(OmegaConf.to_container(cfg.cluster.groups[g]), count=1) for g in group_of_rank]
     return _with_groups(cfg, groups)
 

@@ -114,11 +114,11 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 def from_run(run_dir) -> np.ndarray:
     """Empirical multipliers of a run: every measured step's compute (forward + backward) of
-    every rank over that rank's median, sorted (bench.timebase: the run's own time base)."""
-    from bench import metrics, sinks, timebase
+    every rank over that rank's median, sorted (bench.results.timebase: the run's own time base)."""
+    from bench.results import files, metrics, ranklog, timebase
 
-    meta = sinks.read_json(run_dir / "metadata.json")
-    records = timebase.to_device(sinks.read_rank_logs(run_dir), timebase.scale_of(meta))
+    meta = files.read_json(run_dir / "metadata.json")
+    records = timebase.to_device(ranklog.read_rank_logs(run_dir), timebase.scale_of(meta))
     by_rank: dict[int, list[float]] = {}
     for r in records:
         if not r["warmup"]:

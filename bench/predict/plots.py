@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.results.figures import pyplot, save
+
 LABELS = {"world_size": "world size (GPUs)", "inter_site_latency_ms": "inter-site latency (ms)"}
 
 
 def efficiency_vs(rows: list[dict], x: str, fixed: str, path: Path, log_x: bool) -> Path:
-    from bench.analysis.sweep_report import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     by_strategy: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r[x]):
@@ -26,4 +26,4 @@ def efficiency_vs(rows: list[dict], x: str, fixed: str, path: Path, log_x: bool)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(fig, path)
+    return save(fig, path)

@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import config as config_mod
-from bench import sinks, timebase
 from bench.config import ConfigError
+from bench.results import files, timebase
 
 # summary.json key (dotted) -> label; the prediction carries the same names.
 COMPARED = (("step_ms.p50", "step p50 (ms)"), ("step_ms.mean", "step mean (ms)"),
@@ -36,7 +36,7 @@ def predict_run(run_dir: Path, overrides: list[str] = ()) -> dict:
 
     run_dir = Path(run_dir)
     cfg = _with_predict_overrides(load_config(run_dir), list(overrides))
-    measured = sinks.read_json(run_dir / "summary.json")
+    measured = files.read_json(run_dir / "summary.json")
     prediction = predict(cfg)
     rows = []
     for key, label in COMPARED:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from bench import config as config_mod
-from bench import driver, sinks
 from bench.config import ConfigError
+from bench.driver.command import new_run_id
+from bench.results import files
 
 WORLD = "predict.world_size"
 LATENCY = "network.inter_site.latency_ms"
@@ -29,8 +30,8 @@ COLUMNS = ("world_size", "strategy", "inter_site_latency_ms", "step_ms_p50", "st
 
 
 def run_sweep(overrides: list[str], out_root: str | None = None) -> int:
-    from bench import sweep as sweep_mod
     from bench.predict import predict
+    from bench.sweeps import plan as sweep_mod
 
     points = sweep_mod.expand(overrides)
     configs = []
@@ -39,7 +40,7 @@ def run_sweep(overrides: list[str], out_root: str | None = None) -> int:
             configs.append(config_mod.compose(point.overrides))
         except ConfigError as err:
             raise ConfigError(err.key, err.value, f"{err.fix}\n(in sweep point {point.name})") from None
-    out = Path(out_root or configs[0].out_root) / f"{driver.new_run_id()}-predict"
+    out = Path(out_root or configs[0].out_root) / f"{new_run_id()}-predict"
     rows = []
     for point, cfg in zip(points, configs):
         started = time.perf_counter()
@@ -69,7 +70,7 @@ def _row(point, cfg, result: dict, seconds: float) -> dict:
 
 def write(out: Path, rows: list[dict], swept: list[str]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
-    sinks.write_json_atomic(out / "predictions.json", {
+    files.write_json_atomic(out / "predictions.json", {
         "schema_version": 1, "time_base": "device", "swept_keys": list(dict.fromkeys(swept)),
         "points": rows})
     buf = io.StringIO()

@@ -1,16 +1,16 @@
 """The predicted steps, summarised under the names and formulas of a run's summary.json
-(bench.metrics: docs/metrics.md), with each class of ranks weighted by its count."""
+(bench.results.metrics: docs/metrics.md), with each class of ranks weighted by its count."""
 from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics import cluster_values, over_steps
 from bench.predict.fleet import Fleet
 from bench.predict.timeline import Step
+from bench.results.metrics import cluster_values, over_steps
 
 
 def step_values(s: Step, f: Fleet) -> dict:
-    """bench.metrics.step_values for W ranks given as classes."""
+    """bench.results.metrics.step_values for W ranks given as classes."""
     out = cluster_values(s.T, s.compute, f.tokens, s.injected, s.transfer + float(s.outer.max()),
                          counts=f.count, slowest=s.slowest_compute)
     out["inter_site_bytes"] = s.inter_site_bytes

@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from bench import config as config_mod
-from bench import device_times
+from bench.costs import cluster, device_times
 from bench.strategies import exchange as exchange_mod
 from bench.strategies.groups import SiteGroups
 from bench.strategies.outer import OuterSync
@@ -37,7 +36,7 @@ class Strategy:
     name: str
     exchange: Callable  # bucket -> exchange.Sent
     micro_batch: int  # this rank's sequences per step
-    offset: int  # where they start in the step's global batch (bench.data.Batches)
+    offset: int  # where they start in the step's global batch (bench.rank.data.Batches)
     loss_weight: float  # the backward loss is loss x weight (balanced); records keep the loss
     outer: Optional[OuterSync]
 
@@ -54,7 +53,7 @@ class Strategy:
 def build(cfg, env, model) -> Strategy:
     """This rank's strategy. Every rank calls it in the same order (it creates process groups)."""
     name = cfg.strategy.name
-    sites = [row["site"] for row in config_mod.rank_table(cfg)]
+    sites = [row["site"] for row in cluster.rank_table(cfg)]
     groups = SiteGroups(sites, env.rank)
     batches = device_times.micro_batches(cfg)
     mine = batches[env.rank]

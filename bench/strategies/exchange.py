@@ -79,7 +79,7 @@ class PowerSgd:
 
     def __init__(self, rank: int, start_step: int, world_size: int, workload_ratio: float = 1.0):
         # An emulated workload compresses better than its proxy (bigger matrices, same rank):
-        # compressed bytes x this ratio are the workload's share (bench.device_times).
+        # compressed bytes x this ratio are the workload's share (bench.costs.device_times).
         self.workload_ratio = workload_ratio
         group = dist.new_group(list(range(world_size))) if dist.is_initialized() else None
         self.state = psgd.PowerSGDState(process_group=group, matrix_approximation_rank=rank,

@@ -1,0 +1,33 @@
+"""`hetbench run` without -m: compose and validate the config (bad input exits 2 before any
+process starts), make one run id, launch the ranks, and say how it ended and where it is."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench import config as config_mod
+from bench import interrupts
+from bench.costs import cluster
+from bench.driver.command import new_run_id
+from bench.driver.launch import launch
+
+
+def run_one(overrides: list[str]) -> int:
+    cfg = config_mod.compose(overrides)  # raises ConfigError before any process starts
+    config_mod.validate_devices(cfg)
+    run_id = cfg.run_id or new_run_id()
+    run_dir = Path(cfg.out_root) / run_id
+    print(f"hetbench: run {run_id}: {cluster.world_size(cfg)} ranks "
+          f"({cfg.cluster.name} over {cfg.network.name}), {cfg.train.steps} steps -> {run_dir}",
+          flush=True)
+    try:
+        rc = launch(cfg, overrides, run_dir, run_id)
+    except OSError as err:  # the run directory could not be made or written: nothing started
+        print(f"hetbench: error: cannot write the run directory {run_dir}: {err}; free space "
+              "there or set out_root= to a disk with room", file=sys.stderr, flush=True)
+        return 1
+    status = {0: "ok", interrupts.EXIT_INTERRUPTED: "interrupted"}.get(
+        rc, f"FAILED (torchrun exit status {rc})")
+    print(f"hetbench: run {status}; results in {run_dir}\n"
+          f"hetbench: make the report with: hetbench report {run_dir}", flush=True)
+    return rc if rc in (0, interrupts.EXIT_INTERRUPTED) else 1

@@ -1,0 +1,116 @@
+"""Load a run directory (DESIGN.md section 4) into one object the analysis modules share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from bench.results import files, metrics, ranklog, timebase
+
+DEFAULT_THRESHOLD = 0.75
+
+
+class NotARunDir(ValueError):
+    """The path is not a run directory; the message says what is missing."""
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    metadata: dict
+    summary: dict
+    records: list[dict]
+    """Step records in the run's time base: device ms for an emulated run (host ms / D)."""
+    world_size: int
+    steps: dict = field(default_factory=dict)
+    """{step: [record per rank, by rank]}: measured steps that every rank recorded."""
+    all_steps: dict = field(default_factory=dict)
+    """The same, warmup steps included (for the loss curve and the timeline)."""
+
+    @property
+    def threshold(self) -> float:
+        value = self.config.get("straggler_threshold")
+        return DEFAULT_THRESHOLD if value is None else float(value)
+
+    @property
+    def ranks(self) -> list[dict]:
+        """One entry per rank: {rank, site, device, emulated_device, speed} (metadata first)."""
+        meta = {int(r["rank"]): r for r in self.metadata.get("ranks") or []}
+        rows = {int(r["rank"]): r for r in self.summary.get("ranks") or []}
+        out = []
+        for r in range(self.world_size):
+            info = {**rows.get(r, {}), **meta.get(r, {})}
+            out.append({"rank": r, "site": str(info.get("site", "?")),
+                        "device": info.get("device") or info.get("configured_device") or "unknown",
+                        "emulated_device": info.get("emulated_device"),
+                        "configured_device": info.get("configured_device"),
+                        "speed": info.get("speed"), "device_times": info.get("device_times")})
+        return out
+
+    @property
+    def targets(self) -> list:
+        """Each rank's compute target in the records' time base, as the run used it (summary's
+        emulation.pacing), else from the device times when the records are in device time."""
+        pacing = (self.summary.get("emulation") or {}).get("pacing") or []
+        if len(pacing) == self.world_size:
+            return [row.get("target_compute_ms") for row in pacing]
+        if self.time_base == "device":
+            return metrics.pacing_targets(self.ranks)
+        return [None] * self.world_size
+
+    def label(self, rank: int) -> str:
+        """'rank 3 (A100-80GB, site b)': the device the rank stands for, else the real one."""
+        info = self.ranks[rank]
+        device = info["emulated_device"] or info["configured_device"] or info["device"]
+        return f"rank {rank} ({device}, site {info['site']})"
+
+    @property
+    def time_base(self) -> str:
+        """'device' (records shown in emulated device ms) or 'wall'."""
+        return timebase.base_of(self.summary or self.metadata)
+
+    @property
+    def ms(self) -> str:
+        """The unit of every time shown: 'device ms' for an emulated run, else 'ms'."""
+        return "device ms" if self.time_base == "device" else "ms"
+
+    @property
+    def time_scale(self) -> float:
+        return timebase.scale_of(self.summary or self.metadata)
+
+    @property
+    def entropy_floor(self) -> Optional[float]:
+        value = self.summary.get("entropy_floor", self.metadata.get("entropy_floor"))
+        return None if value is None else float(value)
+
+
+def load(path) -> Run:
+    """Read config.yaml, metadata.json, ranks/*.jsonl and summary.json; NotARunDir if absent."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NotARunDir(f"{path}: no such directory")
+    missing = [name for name in ("config.yaml", "metadata.json", "ranks")
+               if not (path / name).exists()]
+    if missing:
+        raise NotARunDir(f"{path} is not a run directory: missing {', '.join(missing)} "
+                         "(make one with `hetbench run`)")
+    config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+    metadata = files.read_json(path / "metadata.json")
+    summary = files.read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    scale = timebase.scale_of(summary) if summary else timebase.scale_of(metadata)
+    records = timebase.to_device([r for r in ranklog.read_rank_logs(path)
+                                  if r.get("wait_ms") is not None], scale)
+    if not records:
+        raise NotARunDir(f"{path}: ranks/*.jsonl hold no attributed step records")
+    world = int(metadata.get("world_size") or summary.get("world_size")
+                or 1 + max(r["rank"] for r in records))
+    run = Run(path, config, metadata, summary, records, world)
+    run.steps = metrics.complete_steps(records, world, measured_only=True)
+    run.all_steps = metrics.complete_steps(records, world, measured_only=False)
+    if not run.steps:
+        raise NotARunDir(f"{path}: no measured (non-warmup) step was recorded by all "
+                         f"{world} ranks; run more steps than train.warmup_steps")
+    return run
