@@ -30,6 +30,12 @@ class RankSpec:
 class Fleet:
     ranks: tuple[RankSpec, ...]
     precision: str  # what the device model times (bench.costs.device_times.precision)
+    ideal_tokens_per_s: float  # sum of the ranks' own speeds at the uniform split (device time)
+    # An emulated workload (emulation.workload) applies to paced ranks only; unpaced, a rank
+    # trains and reports its own model. These are 1 where it does not apply.
+    bytes_scale: float  # emulated gradient bytes per real byte
+    tokens_scale: float  # emulated tokens per trained token
+    powersgd_ratio: float  # the workload's PowerSGD compression over the trained model's
 
     @property
     def world_size(self) -> int:
@@ -53,8 +59,8 @@ class Fleet:
 
 
 def build(cfg, device_type: str) -> Fleet:
-    """The fleet of this config with its ranks on `device_type` (placement.of_config's choice on
-    the driver; the rank's own device on a rank)."""
+    """The fleet of this config with its ranks on `device_type`: a rank passes its own device
+    (bench.rank.dist.choose_device, placement's rule on its node)."""
     batches = device_times.micro_batches(cfg)
     times = device_times.rank_times(cfg, batches)
     paced = placement.paced(str(cfg.emulation.compute), device_type)
@@ -63,4 +69,8 @@ def build(cfg, device_type: str) -> Fleet:
                            group=groups[i], micro_batch=batches[i], times=times[i],
                            device_type=device_type, paced=paced)
                   for i, row in enumerate(rank_table(cfg)))
-    return Fleet(ranks, device_times.precision(cfg))
+    emulated = device_times.workload_applies(cfg, device_type)
+    return Fleet(ranks, device_times.precision(cfg), device_times.ideal_tokens_per_s(cfg),
+                 bytes_scale=device_times.bytes_scale(cfg) if emulated else 1.0,
+                 tokens_scale=device_times.tokens_scale(cfg) if emulated else 1.0,
+                 powersgd_ratio=device_times.powersgd_ratio(cfg) if emulated else 1.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.costs import cluster, device_times
+from bench.costs.fleet import Fleet
 from bench.costs.links import Link, link_of
 from bench.emulate import compute, gpu, network
 from bench.emulate.base import NoLink, NoPacing
@@ -23,25 +23,19 @@ EXCESS_WARN = 0.05
 HOST_SHARE_WARN = 0.10
 
 
-def pacing_enabled(cfg, device_type: str) -> bool:
-    mode = cfg.emulation.compute
-    return mode == "on" or (mode == "auto" and device_type == "cpu")
-
-
-def build(cfg, env, total_numel: int):
+def build(cfg, env, fleet: Fleet, total_numel: int):
     """(pacer, link) for this rank; no-ops where emulation is off."""
-    table = cluster.rank_table(cfg)
+    me = fleet.ranks[env.rank]
     pacer = NoPacing()
-    if pacing_enabled(cfg, env.device.type):
-        times = device_times.rank_times(cfg)[env.rank]
+    if me.paced:
         if env.device.type == "cuda":  # real GPUs: spin kernels in the stream, real time
-            pacer = gpu.GpuPacer(times, total_numel, table[env.rank]["device"])
+            pacer = gpu.GpuPacer(me.times, total_numel, me.device)
         else:
-            pacer = compute.Pacer(times, total_numel, table[env.rank]["device"])
+            pacer = compute.Pacer(me.times, total_numel, me.device)
     link = NoLink()
     if cfg.emulation.network != "off":
         intra, inter = software_links(cfg)
-        model = network.LinkModel([r["site"] for r in table], intra, inter, cfg.train.seed)
+        model = network.LinkModel(fleet.sites, intra, inter, cfg.train.seed)
         # Ideal links still get the emulated exchange on a paced (timeline) rank: it ends at the
         # last hand-over, and the real loopback transfer rides in the slack instead of the step.
         kernel = cfg.emulation.network == "kernel"

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import bench
 from bench import config as config_mod
 from bench import emulate
-from bench.costs import device_times, devices
+from bench.costs import devices
 from bench.hardware import lookup
 from bench.results import console, files, metrics, timebase
 
@@ -28,7 +28,7 @@ def git_sha() -> str | None:
         return None
 
 
-def print_summary(run, summary: dict) -> None:
+def print_summary(summary: dict) -> None:
     if summary["status"] != "ok":
         print(f"hetbench: run {summary['status']}; the table covers the steps every rank "
               "recorded before it stopped", flush=True)
@@ -40,21 +40,22 @@ def print_summary(run, summary: dict) -> None:
 
 
 def summary(run, status: str) -> dict:
-    summary = {"world_size": run.env.world_size, "steps_measured": 0}
+    """summary.json's contents (docs/design.md, the run directory)."""
+    doc = {"world_size": run.env.world_size, "steps_measured": 0}
     records = run.all_records.records()
     if run.ranks:
-        summary = metrics.summarize(records, run.ranks, run.cfg.straggler_threshold,
+        doc = metrics.summarize(records, run.ranks, run.cfg.straggler_threshold,
                                     targets(run))
-        summary["emulation"] = emulate.summary_section(records, run.ranks,
+        doc["emulation"] = emulate.summary_section(records, run.ranks,
                                                        run.pacer, run.link, run.scale)
-    if summary.get("step_ms"):
-        summary["host_step_ms_p50"] = summary["step_ms"]["p50"] * run.scale
-        summary.update(strategy_numbers(run, records, summary["tokens_per_s"]))
-    summary["precision"] = precision_section(run)
-    summary.update(schema_version=metrics.SCHEMA_VERSION, run_id=run.run_id, status=status,
+    if doc.get("step_ms"):
+        doc["host_step_ms_p50"] = doc["step_ms"]["p50"] * run.scale
+        doc.update(strategy_numbers(run, records, doc["tokens_per_s"]))
+    doc["precision"] = precision_section(run)
+    doc.update(schema_version=metrics.SCHEMA_VERSION, run_id=run.run_id, status=status,
                    time_base=run.time_base, time_scale=run.scale,
                    entropy_floor=run.trainer.language.entropy_floor if run.trainer else None)
-    return summary
+    return doc
 
 
 def targets(run) -> list:
@@ -70,7 +71,7 @@ def strategy_numbers(run, records: list[dict], tokens_per_s: float) -> dict:
     steps = metrics.complete_steps(records, run.env.world_size)
     per_step = [max(r["inter_site_bytes"] for r in recs) for recs in steps.values()]
     # The ideal is in device time: comparable only with a device-time tokens/s.
-    ideal = device_times.ideal_tokens_per_s(run.cfg) \
+    ideal = run.fleet.ideal_tokens_per_s \
         if run.pacer.active and run.time_base == timebase.DEVICE else None
     return {"strategy": run.trainer.strategy.describe(),
             "inter_site_bytes_per_step": sum(per_step) / len(per_step) if per_step else None,

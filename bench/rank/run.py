@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 
 from bench import emulate, interrupts
-from bench.costs import cluster, device_times, devices
+from bench.costs import device_times, devices
+from bench.costs import fleet as fleet_mod
 from bench.emulate.base import NoLink, NoPacing
 from bench.hardware import detect_local_device, lookup
 from bench.rank import boundness, loggers, outputs, precision
@@ -35,7 +36,7 @@ class RankRun:
         self.log = ranklog.RankLog(self.run_dir, env.rank)
         self.logger = loggers.NullLogger()
         # Filled by setup(); close() must work even if setup failed half-way.
-        self.trainer, self.ranks, self.offsets = None, [], []
+        self.trainer, self.fleet, self.ranks, self.offsets = None, None, [], []
         self.real, self.compute_precision = None, None
         self.pacer, self.link = NoPacing(), NoLink()
         self.scale, self.time_base = 1.0, timebase.WALL  # what users read: host ms / scale
@@ -49,8 +50,9 @@ class RankRun:
         self.real = detect_local_device(env.device.type)
         self.compute_precision = precision.agree(cfg.train.precision, env.device.type,
                                                  self.real["catalog"], gather_objects)
-        self.trainer = Trainer(cfg, env, precision=self.compute_precision)
-        self.pacer, self.link = emulate.build(cfg, env, self.trainer.gradient_numel())
+        self.fleet = fleet_mod.build(cfg, env.device.type)  # once: every component reads it
+        self.trainer = Trainer(cfg, env, self.fleet, precision=self.compute_precision)
+        self.pacer, self.link = emulate.build(cfg, env, self.fleet, self.trainer.gradient_numel())
         self.trainer.attach(self.pacer, self.link)
         self.trainer.offset_s = self.link.offset_s = self.offsets[env.rank]["offset_s"]
         self.scale = emulate.calibrate(self.pacer, self.link, self.trainer.faults, self.trainer, cfg)
@@ -65,21 +67,20 @@ class RankRun:
                   f"{env.backend}; run dir {self.run_dir}", flush=True)
 
     def _gather_rank_info(self) -> list[dict]:
-        table = cluster.rank_table(self.cfg)[self.env.rank]
-        real = self.real
+        me, real = self.fleet.ranks[self.env.rank], self.real
         emulating = self.pacer.active
         times = self.pacer.device if emulating else \
-            _real_device_times(self.cfg, real, self.env.rank, self.compute_precision)
+            _real_device_times(self.cfg, real, me.micro_batch, self.compute_precision)
         mine = {"rank": self.env.rank, "host": self.env.host, "local_rank": self.env.local_rank,
-                "site": table["site"], "device": real["catalog"] or real["name"],
-                "real_device": real, "emulated_device": table["device"] if emulating else None,
-                "configured_device": table["device"],
+                "site": me.site, "device": real["catalog"] or real["name"],
+                "real_device": real, "emulated_device": me.device if emulating else None,
+                "configured_device": me.device,
                 "device_times": times and times.as_dict(),
                 "speed": times and 1000.0 / times.compute_ms,  # device steps/s of compute
                 "clock_offset_s": self.offsets[self.env.rank]["offset_s"],
                 "clock_uncertainty_s": self.offsets[self.env.rank]["uncertainty_s"],
                 "threads": torch.get_num_threads(),
-                **device_times.rank_basis(self.cfg, real, table["device"] if emulating else None,
+                **device_times.rank_basis(self.cfg, real, me.device if emulating else None,
                                  self.model_precision(), self.env.device.type),
                 **boundness.verdict(self.trainer, times, self.env.device.type)}
         everyone = [None] * self.env.world_size
@@ -182,19 +183,18 @@ class RankRun:
         """The device model's precision when emulating (CPU ranks compute in fp32 but time the
         configured precision); on real GPUs, the precision the fleet agreed to compute in."""
         if self.pacer.active or self.env.device.type != "cuda" or not self.compute_precision:
-            return device_times.precision(self.cfg)
+            return self.fleet.precision if self.fleet else device_times.precision(self.cfg)
         return self.compute_precision
 
 
 ALIGN_MARGIN_S = 0.002  # lets every rank wake from the agreement before the common start
 
 
-def _real_device_times(cfg, real: dict, rank: int, compute_precision: str):
+def _real_device_times(cfg, real: dict, batch: int, compute_precision: str):
     """The device model's times for the GPU this rank really runs on, at its micro-batch and the
     precision it computes in; None for a CPU or an unknown device."""
     if not lookup(real["catalog"]):
         return None
-    batch = device_times.micro_batches(cfg)[rank]
     work = dataclasses.replace(device_times.workload(cfg, batch, own=True),
                                precision=compute_precision)
     return devices.phase_times(real["catalog"], work)

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import strategies
-from bench.costs import cluster, device_times
+from bench.costs.fleet import Fleet
 from bench.emulate.base import NoLink, NoPacing
 from bench.rank import prefetch
 from bench.rank.comm_hook import CommHook
@@ -37,7 +37,7 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 
 class Trainer:
-    def __init__(self, cfg, env, faults=None, precision: str = "fp32"):
+    def __init__(self, cfg, env, fleet: Fleet, faults=None, precision: str = "fp32"):
         self.cfg, self.env = cfg, env
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.language = build_language(cfg.data, cfg.train.seed)
@@ -49,8 +49,7 @@ class Trainer:
             set_tf32(precision)
         # An emulated workload's gradient is bytes_scale x this model's: shrink the buckets by as
         # much, so the emulated wire sees the workload's buckets (and their overlap with backward).
-        emulated = device_times.workload_applies(cfg, env.device.type)
-        scale = device_times.bytes_scale(cfg) if emulated else 1.0
+        scale = fleet.bytes_scale
         # torch.compile inside DDP: DDP's buckets and comm hook see the compiled module's grads.
         compiled = torch.compile(model) if cfg.train.compile else model
         self.ddp = DDP(compiled, device_ids=[env.device.index] if env.device.type == "cuda" else None,
@@ -58,7 +57,7 @@ class Trainer:
         self.optimizer = make_optimizer(model.parameters(), cfg.train.lr)
         self._shadow_opt = None  # calibration's copy (optimizer_pass)
         self._grad_buffer = None  # calibration's stand-in for the gradients (host_rest_pass)
-        self.strategy = strategies.build(cfg, env, model)
+        self.strategy = strategies.build(cfg.strategy, env, model, fleet)
         self.batches = Batches(self.language, cfg.train.seed, env.rank, self.strategy.micro_batch,
                                cfg.train.seq_len, env.device, offset=self.strategy.offset,
                                uniform=cfg.train.micro_batch)
@@ -71,13 +70,13 @@ class Trainer:
             from bench.rank import gpu_sleep
 
             self.gpu_sleep = self.faults.delay = gpu_sleep.calibrate()
-        sites = [row["site"] for row in cluster.rank_table(cfg)]
-        self.hook = CommHook(self.clock, self.pacer, self.link, self.strategy.exchange, sites, scale)
+        self.hook = CommHook(self.clock, self.pacer, self.link, self.strategy.exchange, fleet.sites,
+                             scale)
         self.ddp.register_comm_hook(None, self.hook.on_bucket)
         self.offset_s = 0.0
         # Tokens the (emulated) workload trains per step on this rank.
         self.tokens_per_step = round(self.strategy.micro_batch * cfg.train.seq_len
-                                     * (device_times.tokens_scale(cfg) if emulated else 1.0))
+                                     * fleet.tokens_scale)
 
     def attach(self, pacer, link) -> None:
         """Plug in emulation (or anything else shaped like NoPacing / NoLink)."""

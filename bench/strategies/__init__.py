@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from bench.costs import cluster, device_times
+from bench.costs.fleet import Fleet
 from bench.strategies import exchange as exchange_mod
 from bench.strategies.groups import SiteGroups
 from bench.strategies.outer import OuterSync
@@ -50,24 +50,23 @@ class Strategy:
         return out
 
 
-def build(cfg, env, model) -> Strategy:
-    """This rank's strategy. Every rank calls it in the same order (it creates process groups)."""
-    name = cfg.strategy.name
-    sites = [row["site"] for row in cluster.rank_table(cfg)]
-    groups = SiteGroups(sites, env.rank)
-    batches = device_times.micro_batches(cfg)
+def build(strategy_cfg, env, model, fleet: Fleet) -> Strategy:
+    """This rank's strategy (config section `strategy`). Every rank calls it in the same order
+    (it creates process groups)."""
+    name = strategy_cfg.name
+    groups = SiteGroups(fleet.sites, env.rank)
+    batches = fleet.micro_batches
     mine = batches[env.rank]
     # The uniform split's gradient: DDP averages over W ranks, so a rank's mean loss over its
     # b_r sequences weighs b_r x W / B (B = the global batch) to count each sequence once.
     weight = mine * env.world_size / sum(batches)
-    ratio = device_times.powersgd_ratio(cfg) \
-        if name == "powersgd" and device_times.workload_applies(cfg, env.device.type) else 1.0
-    exchange = exchange_mod.build(name, cfg.strategy, groups, env.world_size, ratio)
+    ratio = fleet.powersgd_ratio if name == "powersgd" else 1.0
+    exchange = exchange_mod.build(name, strategy_cfg, groups, env.world_size, ratio)
     outer = None
     if name in ("localsgd", "diloco"):
-        lr, momentum = (1.0, 0.0) if name == "localsgd" else (cfg.strategy.outer_lr,
-                                                              cfg.strategy.outer_momentum)
-        outer = OuterSync(list(model.parameters()), cfg.strategy.sync_every, lr, momentum, groups,
+        lr, momentum = (1.0, 0.0) if name == "localsgd" else (strategy_cfg.outer_lr,
+                                                              strategy_cfg.outer_momentum)
+        outer = OuterSync(list(model.parameters()), strategy_cfg.sync_every, lr, momentum, groups,
                           env.world_size)
     offset = sum(batches[:env.rank])
     return Strategy(name, exchange, mine, offset, weight, outer)
