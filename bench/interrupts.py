@@ -58,11 +58,24 @@ class RankStop:
             raise Interrupted(signal.Signals(self.signum).name)
 
 
-class ForwardToTorchrun:
-    """The driver's handlers while torchrun starts and runs (a context manager, entered before
-    torchrun starts so that no signal can orphan it); `signum`: the first signal, or None."""
+class _Handlers:
+    """A context manager that installs the subclass's `_on_signal` for SIGNALS and restores the
+    handlers that were there."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self):
+        self.saved = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+class ForwardToTorchrun(_Handlers):
+    """The driver's handlers while torchrun starts and runs (a context manager, entered before
+    torchrun starts so that no signal can orphan it); `signum`: the first signal, or None."""
 
     def __init__(self, label: str = "run"):
         self.proc, self.label, self.signum, self.saved = None, label, None, {}
@@ -72,15 +85,6 @@ class ForwardToTorchrun:
         self.proc = proc
         if self.signum is not None:
             _send(proc.pid, signal.SIGINT)
-
-    def __enter__(self) -> "ForwardToTorchrun":
-        for sig in self.SIGNALS:
-            self.saved[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
 
     def _on_signal(self, signum, _frame) -> None:
         if self.signum is None:
@@ -127,7 +131,7 @@ def descendants(pid: int) -> list[int]:
 # a session of its own), and a child outlives its parent. A stopped sweep stops them.
 
 
-class SweepStop:
+class SweepStop(_Handlers):
     """The driver's handlers while Hydra's launcher runs: SIGTERM and SIGHUP stop the sweep as
     Ctrl-C does (KeyboardInterrupt), so that `kill <driver>` also leaves no job behind.
 
@@ -136,16 +140,9 @@ class SweepStop:
     driver then waits for the interrupted job, and Hydra exits 1 on its failure. With the record
     the driver still reports the stop as one (130), not as a failed sweep."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
     def __enter__(self) -> "SweepStop":
         self.signalled: int | None = None
-        self.saved = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
+        return super().__enter__()
 
     def _on_signal(self, signum, _frame) -> None:
         self.signalled = signum

@@ -1,6 +1,8 @@
 """Where the ranks run: CUDA only when every local rank gets a GPU of its own."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench import cli
@@ -91,3 +93,56 @@ def test_the_driver_does_not_import_torch_on_a_cpu_only_linux_host(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# One rule on a 1-GPU machine with the default 4 ranks: the driver emulates on CPU, so
+# `hetbench calibrate`, a sweep's shared D and the ranks' threads all treat the ranks as paced
+# CPU ranks (they used to ask torch.cuda or the GPU count, and disagreed).
+
+def _one_gpu(monkeypatch):
+    """What a real 1-GPU host answers, to every way of asking."""
+    import torch
+
+    monkeypatch.setattr(placement, "visible_gpus", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def test_on_one_gpu_four_ranks_are_paced_everywhere_they_are_asked(monkeypatch):
+    from bench import config
+    from bench.driver import command
+    from bench.sweeps import timescale
+
+    _one_gpu(monkeypatch)
+    cfg = config.compose([])
+    assert placement.of_config(cfg, 4).device == "cpu"
+    assert placement.paced_here(cfg, 4) and timescale.paces(cfg)
+    assert command.cpu_threads(cfg) == max(1, (os.cpu_count() or 1) // 4)
+
+
+def test_calibrate_works_on_a_one_gpu_machine(monkeypatch, capsys):
+    from bench.driver import calibrate
+
+    _one_gpu(monkeypatch)
+    seen = []
+
+    def fake(cfg, overrides, run_dir):  # the ranks' host times, as calibration.json has them
+        seen.append(cfg.train.device)
+        return {"world_size": 4, "host_ms": [[8.0, 16.0, 2.0, 1.0]] * 4}
+
+    monkeypatch.setattr(calibrate, "calibrate", fake)
+    assert cli.main(["calibrate"]) == 0
+    assert seen == ["auto"] and "emulation.time_scale=" in capsys.readouterr().out
+
+
+def test_a_sweep_on_a_one_gpu_machine_shares_one_time_scale(monkeypatch, tmp_path):
+    from bench.sweeps import plan, timescale
+
+    _one_gpu(monkeypatch)
+    monkeypatch.setattr(timescale, "calibrate",
+                        lambda cfg, overrides, folder: {"host_ms": [[8.0, 16.0, 2.0, 1.0]] * 4})
+    p = plan.plan([f"out_root={tmp_path}", "network.inter_site.latency_ms=0,5", "sweep_id=one"])
+    p.sweep_dir.mkdir(parents=True)
+    timescale.share_time_scale(p)
+    scales = {c.emulation.time_scale for c in p.configs}
+    assert len(scales) == 1 and None not in scales and p.time_scale in scales

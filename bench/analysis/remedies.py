@@ -75,7 +75,8 @@ def strategy_of(row: dict) -> str:
     return str(value or row["swept"].get("strategy"))
 
 
-def _number(value):
+def number(value):
+    """A swept value as a float, or None where it is not a number (a preset's name)."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -84,8 +85,8 @@ def _number(value):
 
 def _value(value):
     """"50", 50 and 50.0 are one latency: group by number when the value is one."""
-    number = _number(value)
-    return str(value) if number is None else number
+    as_number = number(value)
+    return str(value) if as_number is None else as_number
 
 
 def _show(value) -> str:
@@ -104,7 +105,7 @@ def group_keys(swept_keys: list[str]) -> list[str]:
 
 def group_label(swept: dict) -> str:
     """'latency 50 ms', 'latency 50 ms, cluster=mixed4' or 'all points'."""
-    lat = _number(swept.get(LATENCY_KEY))
+    lat = number(swept.get(LATENCY_KEY))
     parts = ([f"latency {lat:g} ms"] if lat is not None else []) + [others_label(swept)]
     return ", ".join(p for p in parts if p) or "all points"
 
@@ -145,7 +146,7 @@ def _point(row: dict, members: list[dict], curves: dict, swept: dict) -> dict:
     gap = base and loss_gap_pct(curves.get(row["index"]), curves.get(base["index"]))
     return {"index": row["index"], "point": row.get("point"), "strategy": strategy_of(row),
             "group": group_label(swept), "swept": swept,
-            "latency_ms": _number(swept.get(LATENCY_KEY)),
+            "latency_ms": number(swept.get(LATENCY_KEY)),
             "tokens_per_s": tps,
             "speedup_vs_ddp": tps / base_tps if tps is not None and base_tps else None,
             "efficiency": row.get("efficiency_overall") or row.get("efficiency"),
@@ -162,7 +163,7 @@ def _verdict(points: list[dict], swept: dict) -> dict:
                  default=None)
     has_base = any(p["strategy"] == BASELINE and p["tokens_per_s"] for p in ranked)
     return {"group": group_label(swept), "swept": swept,
-            "latency_ms": _number(swept.get(LATENCY_KEY)),
+            "latency_ms": number(swept.get(LATENCY_KEY)),
             "winner": winner and winner["strategy"],
             "tokens_per_s": winner and winner["tokens_per_s"],
             "speedup": winner and winner["speedup_vs_ddp"],
@@ -178,7 +179,7 @@ def _steps_compared(members: list[dict], curves: dict) -> int | None:
 
 
 def _where(verdict: dict) -> str:
-    lat, rest = _number(verdict["swept"].get(LATENCY_KEY)), others_label(verdict["swept"])
+    lat, rest = number(verdict["swept"].get(LATENCY_KEY)), others_label(verdict["swept"])
     if lat is None:
         return f"With {rest}" if rest else "Across the sweep"
     return f"At {lat:g} ms inter-site latency" + (f" ({rest})" if rest else "")

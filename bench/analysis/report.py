@@ -22,7 +22,7 @@ EXIT_NOT_A_RUN = 2
 
 
 def analyse(run: rundir.Run) -> dict:
-    """The numbers of analysis.json (DESIGN.md section 5; docs/report.md)."""
+    """The numbers of analysis.json (docs/design.md, 'What the numbers mean'; docs/report.md)."""
     return {
         "schema_version": metrics.SCHEMA_VERSION,
         "run_id": run.metadata.get("run_id", run.path.name),

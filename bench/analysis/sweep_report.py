@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.analysis import remedies_report
+from bench.analysis.remedies import number
 from bench.results import files
 from bench.results.figures import data_uri, pyplot, save
 
@@ -42,17 +43,10 @@ def main(sweep_dir: str) -> int:
     return 0
 
 
-def _number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def choose_axes(keys: list[str], rows: list[dict]) -> tuple[str | None, list[str]]:
     if not keys:
         return None, []
-    numeric = [k for k in keys if all(_number(r["swept"].get(k)) is not None for r in rows)]
+    numeric = [k for k in keys if all(number(r["swept"].get(k)) is not None for r in rows)]
     x_key = numeric[0] if numeric else keys[0]
     return x_key, [k for k in keys if k != x_key]
 
@@ -75,8 +69,8 @@ def _x_positions(rows: list[dict], x_key: str | None) -> tuple[list[float], list
     if x_key is None:
         return [float(r["index"]) for r in rows], None
     values = [r["swept"].get(x_key) for r in rows]
-    if all(_number(v) is not None for v in values):
-        return [_number(v) for v in values], None
+    if all(number(v) is not None for v in values):
+        return [number(v) for v in values], None
     cats = list(dict.fromkeys(values))
     return [float(cats.index(v)) for v in values], cats
 

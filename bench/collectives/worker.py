@@ -24,10 +24,9 @@ def main(argv: list[str]) -> int:
         return startup.EXIT_BAD_INPUT
     try:
         plan = options.plan_from_args(args)
+        env = dist_mod.init(cfg)  # train.device=cuda with too few GPUs on this node: bad input
     except config_mod.ConfigError as err:
-        print(f"hetbench: error: {err}", file=sys.stderr)
-        return startup.EXIT_BAD_INPUT
-    env = dist_mod.init(cfg)
+        return startup.bad_input(err)
     reports, ok = [], False  # the report, once set up: it must hear how the run ended
     try:
         _measure(cfg, env, plan, reports)

@@ -18,10 +18,11 @@ from __future__ import annotations
 import time
 
 from bench.costs.devices import PhaseTimes
+from bench.emulate.base import NoPacing
 from bench.emulate.compute import measure_host
 
 
-class GpuPacer:
+class GpuPacer(NoPacing):
     active = True
     timeline = False  # marks are CUDA events (real GPU time), not planned instants
 
@@ -56,8 +57,6 @@ class GpuPacer:
         self._pad_ms = 0.0
         return now
 
-    def resync(self, start=None) -> None: ...
-
     def pad_forward(self) -> float:
         return self._queue(self.pads[0])
 
@@ -72,12 +71,6 @@ class GpuPacer:
 
     def pad_ms(self) -> float:
         return self._pad_ms
-
-    def lag_ms(self) -> float:
-        return 0.0
-
-    def overrun_ms(self) -> float:
-        return 0.0
 
     def set_time_scale(self, scale: float) -> None:
         self.time_scale = scale

@@ -19,7 +19,10 @@ from pathlib import Path
 from bench import config as config_mod
 from bench.config import ConfigError
 from bench.driver.command import new_run_id
+from bench.predict import predict
+from bench.predict.plots import efficiency_vs
 from bench.results import files
+from bench.sweeps import plan as sweep_mod
 
 WORLD = "predict.world_size"
 LATENCY = "network.inter_site.latency_ms"
@@ -30,8 +33,6 @@ COLUMNS = ("world_size", "strategy", "inter_site_latency_ms", "step_ms_p50", "st
 
 
 def run_sweep(overrides: list[str], out_root: str | None = None) -> int:
-    from bench.predict import predict
-    from bench.sweeps import plan as sweep_mod
 
     points = sweep_mod.expand(overrides)
     configs = []
@@ -79,20 +80,17 @@ def write(out: Path, rows: list[dict], swept: list[str]) -> list[str]:
     writer.writerows(rows)
     (out / "predictions.csv").write_text(buf.getvalue())
     findings = []
-    world_rows, latency = at_one(rows, "inter_site_latency_ms", prefer=2.0)
-    if len({r["world_size"] for r in world_rows}) > 1:
-        from bench.predict.plots import efficiency_vs
-
-        efficiency_vs(world_rows, "world_size", f"inter-site latency {latency:g} ms",
-                      out / "plots" / "efficiency_vs_world.png", log_x=True)
-        findings.append(finding_world(world_rows, latency))
-    latency_rows, world = at_one(rows, "world_size", prefer=10_000)
-    if len({r["inter_site_latency_ms"] for r in latency_rows}) > 1:
-        from bench.predict.plots import efficiency_vs
-
-        efficiency_vs(latency_rows, "inter_site_latency_ms", f"{world:,} ranks",
-                      out / "plots" / "efficiency_vs_latency.png", log_x=False)
-        findings.append(finding_latency(latency_rows, world))
+    # One plot and finding per swept axis, the other held at one value: (x, held, preferred
+    # held value, plot name, log x, the held value's label, the finding).
+    axes = (("world_size", "inter_site_latency_ms", 2.0, "efficiency_vs_world", True,
+             lambda v: f"inter-site latency {v:g} ms", finding_world),
+            ("inter_site_latency_ms", "world_size", 10_000, "efficiency_vs_latency", False,
+             lambda v: f"{v:,} ranks", finding_latency))
+    for x, held, prefer, name, log_x, label, finding in axes:
+        picked, value = at_one(rows, held, prefer=prefer)
+        if len({r[x] for r in picked}) > 1:
+            efficiency_vs(picked, x, label(value), out / "plots" / f"{name}.png", log_x=log_x)
+            findings.append(finding(picked, value))
     (out / "findings.md").write_text("\n\n".join(findings) + "\n")
     return findings
 

@@ -32,8 +32,7 @@ def main(argv: list[str]) -> int:
     try:
         env = dist_mod.init(cfg)
     except config_mod.ConfigError as err:  # train.device=cuda with too few GPUs on this node
-        print(f"hetbench: error: {err}", file=sys.stderr)
-        return startup.EXIT_BAD_INPUT
+        return startup.bad_input(err)
     run, status, error = None, "failed", None
     try:
         startup.threads(cfg, env)

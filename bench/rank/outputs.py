@@ -44,17 +44,16 @@ def summary(run, status: str) -> dict:
     doc = {"world_size": run.env.world_size, "steps_measured": 0}
     records = run.all_records.records()
     if run.ranks:
-        doc = metrics.summarize(records, run.ranks, run.cfg.straggler_threshold,
-                                    targets(run))
-        doc["emulation"] = emulate.summary_section(records, run.ranks,
-                                                       run.pacer, run.link, run.scale)
+        doc = metrics.summarize(records, run.ranks, run.cfg.straggler_threshold, targets(run))
+        doc["emulation"] = emulate.summary_section(records, run.ranks, run.pacer, run.link,
+                                                   run.scale)
     if doc.get("step_ms"):
         doc["host_step_ms_p50"] = doc["step_ms"]["p50"] * run.scale
         doc.update(strategy_numbers(run, records, doc["tokens_per_s"]))
     doc["precision"] = precision_section(run)
     doc.update(schema_version=metrics.SCHEMA_VERSION, run_id=run.run_id, status=status,
-                   time_base=run.time_base, time_scale=run.scale,
-                   entropy_floor=run.trainer.language.entropy_floor if run.trainer else None)
+               time_base=run.time_base, time_scale=run.scale,
+               entropy_floor=run.trainer.language.entropy_floor if run.trainer else None)
     return doc
 
 

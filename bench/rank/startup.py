@@ -26,13 +26,19 @@ def install_sigterm() -> None:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
 
 
+def bad_input(err: config_mod.ConfigError) -> int:
+    """One line naming the key, the value and the fix; the exit status for bad input."""
+    print(f"hetbench: error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def compose(overrides: list[str]):
     """The validated config, or None after printing the one-line error (exit 2)."""
     try:
         cfg = config_mod.compose(overrides)
         config_mod.validate(cfg, launched_world_size=dist_mod.env_world_size())
     except config_mod.ConfigError as err:
-        print(f"hetbench: error: {err}", file=sys.stderr)
+        bad_input(err)
         return None
     return cfg
 

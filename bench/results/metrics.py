@@ -1,7 +1,7 @@
 """Cross-rank attribution and the summary numbers. Pure functions on per-step records, so the
 same code serves the live run, the tests' recomputation and the analysis of a run directory.
 
-Definitions (DESIGN.md section 5; docs/metrics.md spells out every formula):
+Definitions (docs/design.md, 'What the numbers mean'; docs/metrics.md spells out every formula):
   wait_ms     = max_r t_ready_r - t_ready_self      (idle, waiting for slower ranks)
   transfer_ms = t_synced_self - max_r t_ready_r     (exchange left exposed)
 Per measured step s over W ranks:

@@ -1,4 +1,4 @@
-"""Load a run directory (DESIGN.md section 4) into one object the analysis modules share."""
+"""Load a run directory (docs/design.md, 'The run directory') into one object the analysis modules share."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
