@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.config import ConfigError
+from bench.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # bench.interrupts.EXIT_INTERRUPTED (not imported: start-up stays light)

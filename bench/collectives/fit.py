@@ -77,7 +77,7 @@ def fit_rows(rows: list[dict]) -> dict:
 
 def load_links(path) -> tuple[Link, Link]:
     """The (intra_site, inter_site) links fitted in a collectives.json (jitter 0)."""
-    from bench.config import ConfigError
+    from bench.errors import ConfigError
     from bench.results.files import read_json
 
     doc = read_json(Path(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench.collectives import spec
-from bench.config import ConfigError
+from bench.errors import ConfigError
 
 DESCRIPTION = ("Times each collective at doubling sizes, nccl-tests style (time, algbw, busbw), "
                "in three scopes: world (every rank), site (within each site, side by side) and "

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import traceback
 
-from bench import config as config_mod
 from bench.collectives import options
+from bench.errors import ConfigError
 from bench.rank import dist as dist_mod
 from bench.rank import startup
 
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     try:
         plan = options.plan_from_args(args)
         env = dist_mod.init(cfg)  # train.device=cuda with too few GPUs on this node: bad input
-    except config_mod.ConfigError as err:
+    except ConfigError as err:
         return startup.bad_input(err)
     reports, ok = [], False  # the report, once set up: it must hear how the run ended
     try:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import ConfigError
 from bench.costs import device_times
 from bench.costs.links import Link, LinkModel, link_of
+from bench.errors import ConfigError
 from bench.predict import exchange as exchange_mod
 from bench.predict import fleet as fleet_mod
 from bench.predict import noise as noise_mod

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import OmegaConf
 
-from bench import config as config_mod
 from bench import hardware
+from bench.config.schema import GroupConfig
 from bench.costs import balance, device_times
+from bench.errors import ConfigError
 
 EXACT_RANKS = 32  # the emulator runs 4-32 ranks; its per-rank split is slow beyond
 
@@ -58,7 +59,7 @@ def scaled_counts(cfg, world_size: int | None) -> list[int]:
     if not world_size or world_size == sum(counts):
         return counts
     if world_size < len(counts):
-        raise config_mod.ConfigError("predict.world_size", world_size,
+        raise ConfigError("predict.world_size", world_size,
                                      f"use at least one rank per group ({len(counts)})")
     share = np.array(counts, dtype=float) * world_size / sum(counts)
     out = np.maximum(1, np.floor(share)).astype(int)
@@ -131,5 +132,5 @@ def _with_counts(cfg, counts: list[int]):
 def _with_groups(cfg, groups: list[dict]):
     out = cfg.copy()
     out.cluster.world_size = None
-    out.cluster.groups = [config_mod.GroupConfig(**g) for g in groups]
+    out.cluster.groups = [GroupConfig(**g) for g in groups]
     return out

@@ -128,7 +128,7 @@ def from_run(run_dir) -> np.ndarray:
         mid = float(np.median(vals))
         out += [v / mid for v in vals] if mid > 0 else []
     if not out:
-        from bench.config import ConfigError
+        from bench.errors import ConfigError
 
         raise ConfigError("predict.noise_from", str(run_dir), "that run has no measured steps "
                           "to take a distribution from; point it at a finished run")

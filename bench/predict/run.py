@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import config as config_mod
-from bench.config import ConfigError
+from bench.errors import ConfigError
 from bench.results import files, timebase
 
 # summary.json key (dotted) -> label; the prediction carries the same names.

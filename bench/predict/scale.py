@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from bench import config as config_mod
-from bench.config import ConfigError
 from bench.driver.command import new_run_id
+from bench.errors import ConfigError
 from bench.predict import predict
 from bench.predict.plots import efficiency_vs
 from bench.results import files

@@ -12,8 +12,8 @@ import signal
 import sys
 import traceback
 
-from bench import config as config_mod
 from bench import interrupts
+from bench.errors import ConfigError
 from bench.rank import dist as dist_mod
 from bench.rank import startup
 from bench.rank.startup import exit_now
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
     try:
         env = dist_mod.init(cfg)
-    except config_mod.ConfigError as err:  # train.device=cuda with too few GPUs on this node
+    except ConfigError as err:  # train.device=cuda with too few GPUs on this node
         return startup.bad_input(err)
     run, status, error = None, "failed", None
     try:
