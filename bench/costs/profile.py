@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import hardware
 from bench.costs import devices
 from bench.errors import ConfigError
-from bench.results import files, ranklog, timebase
+from bench.results import files, rundir, timebase
 
 PROFILE_MATCH = (("model.n_layer",), ("model.n_head",), ("model.n_embd",), ("train.micro_batch",),
                  ("train.seq_len",), ("data.vocab_size",))
@@ -64,8 +64,7 @@ def _check_same_workload(path: str, theirs, ours) -> None:
 def _measured_by_device(run_dir: Path, meta: dict) -> dict:
     """{catalog device: (fwd_ms, bwd_ms, opt_ms)}: medians over the device's ranks of each
     rank's median over measured steps, in the profile run's device time."""
-    scale = timebase.scale_of(meta)
-    records = timebase.to_device(ranklog.read_rank_logs(run_dir), scale)
+    records = rundir.device_records(run_dir, meta)
     by_device: dict[str, list] = {}
     for info in meta.get("ranks") or []:
         key = hardware.canonical_name(info.get("emulated_device") or info.get("device") or "")

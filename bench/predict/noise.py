@@ -22,6 +22,9 @@ from typing import Optional
 
 import numpy as np
 
+from bench.errors import ConfigError
+from bench.results import files, metrics, rundir
+
 GRID = 2049
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed trapz
 SIGMAS = 8.0  # the normal's support on the grid, in standard deviations
@@ -115,10 +118,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
 def from_run(run_dir) -> np.ndarray:
     """Empirical multipliers of a run: every measured step's compute (forward + backward) of
     every rank over that rank's median, sorted (bench.results.timebase: the run's own time base)."""
-    from bench.results import files, metrics, ranklog, timebase
-
-    meta = files.read_json(run_dir / "metadata.json")
-    records = timebase.to_device(ranklog.read_rank_logs(run_dir), timebase.scale_of(meta))
+    records = rundir.device_records(run_dir, files.read_json(run_dir / "metadata.json"))
     by_rank: dict[int, list[float]] = {}
     for r in records:
         if not r["warmup"]:
@@ -128,8 +128,6 @@ def from_run(run_dir) -> np.ndarray:
         mid = float(np.median(vals))
         out += [v / mid for v in vals] if mid > 0 else []
     if not out:
-        from bench.errors import ConfigError
-
         raise ConfigError("predict.noise_from", str(run_dir), "that run has no measured steps "
                           "to take a distribution from; point it at a finished run")
     return np.sort(np.array(out))

@@ -87,6 +87,13 @@ class Run:
         return None if value is None else float(value)
 
 
+def device_records(path: Path, metadata: dict, summary: Optional[dict] = None) -> list[dict]:
+    """Every rank's step records in the run's time base: the rank logs hold host time, and an
+    emulated run's D (summary.json's time_scale, else metadata.json's) divides every time."""
+    scale = timebase.scale_of(summary) if summary else timebase.scale_of(metadata)
+    return timebase.to_device(ranklog.read_rank_logs(path), scale)
+
+
 def load(path) -> Run:
     """Read config.yaml, metadata.json, ranks/*.jsonl and summary.json; NotARunDir if absent."""
     path = Path(path)
@@ -100,9 +107,7 @@ def load(path) -> Run:
     config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
     metadata = files.read_json(path / "metadata.json")
     summary = files.read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    scale = timebase.scale_of(summary) if summary else timebase.scale_of(metadata)
-    records = timebase.to_device([r for r in ranklog.read_rank_logs(path)
-                                  if r.get("wait_ms") is not None], scale)
+    records = [r for r in device_records(path, metadata, summary) if r.get("wait_ms") is not None]
     if not records:
         raise NotARunDir(f"{path}: ranks/*.jsonl hold no attributed step records")
     world = int(metadata.get("world_size") or summary.get("world_size")
