@@ -16,6 +16,7 @@ from bench.costs.links import Link, LinkModel
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="module")
 def default_runs(default_run, tmp_path_factory):
     """The default cluster and network at two headrooms, i.e. two time dilations: the shared

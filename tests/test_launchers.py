@@ -107,6 +107,22 @@ def test_only_the_first_slurm_node_leads_and_a_local_job_runs_standalone():
     local = slurm.node_for("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
                            SLURM_ENV)  # a Slurm allocation around a local sweep changes nothing
     assert local.leader and "--standalone" in local.command(_cfg(2), [])
+    assert (first.nodes, first.local, local.nodes, local.local) == (2, False, 1, True)
+
+
+def test_a_slurm_node_places_its_own_ranks_not_the_whole_world(monkeypatch):
+    """2 nodes x 4 GPUs, 8 ranks: each node runs 4 GPU ranks (one thread each, unpaced), where
+    the whole world on one node would be 8 ranks on 4 GPUs (CPU, paced)."""
+    from bench import config
+    from bench.costs import cluster, placement
+    from bench.driver import command
+    from bench.sweeps import timescale
+
+    monkeypatch.setattr(placement, "visible_gpus", lambda: 4)
+    cfg = config.compose(["cluster=mixed4", "cluster.groups.0.count=6"])  # 8 ranks
+    assert cluster.world_size(cfg) == 8
+    assert command.cpu_threads(cfg, local_ranks=4) == 1 and not timescale.paces(cfg, nodes=2)
+    assert timescale.paces(cfg)  # all 8 here: CPU emulation
 
 
 @pytest.mark.parametrize("nodelist, first", [("gpu[07-08]", "gpu07"), ("n1,n2", "n1"),

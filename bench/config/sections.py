@@ -113,6 +113,8 @@ def validate_train(cfg: DictConfig) -> None:
 
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
 def validate_model(cfg: DictConfig) -> None:
     for key in ("n_layer", "n_head", "n_embd"):
         if cfg.model[key] < 1:

@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Optional
 
 from bench.costs import cluster, placement
 
@@ -30,16 +31,19 @@ def torchrun_command(cfg, overrides: list[str]) -> list[str]:
     return torchrun(cluster.world_size(cfg), WORKER, overrides)
 
 
-def worker_env(cfg, run_id: str, run_dir: Path) -> dict:
+def worker_env(cfg, run_id: str, run_dir: Path, nodes: int = 1) -> dict:
+    """The ranks' environment on this machine, which runs world // nodes of them."""
     env = dict(os.environ, HETBENCH_RUN_ID=run_id, HETBENCH_RUN_DIR=str(run_dir.resolve()))
-    env.setdefault("OMP_NUM_THREADS", str(cpu_threads(cfg)))  # also silences torchrun's warning
+    # OMP_NUM_THREADS also silences torchrun's warning.
+    env.setdefault("OMP_NUM_THREADS", str(cpu_threads(cfg, cluster.world_size(cfg) // nodes)))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def cpu_threads(cfg) -> int:
-    """CPU threads per rank where every rank of `cfg` runs here (bench.costs.placement)."""
-    world = cluster.world_size(cfg)
+def cpu_threads(cfg, local_ranks: Optional[int] = None) -> int:
+    """CPU threads per rank where `local_ranks` of `cfg`'s ranks (default: all) run here
+    (bench.costs.placement)."""
+    local = local_ranks or cluster.world_size(cfg)
     if cfg.train.threads_per_rank:  # skip asking for GPUs: the user said
         return int(cfg.train.threads_per_rank)
-    return placement.threads_per_rank(cfg, placement.of_config(cfg, world).device, world)
+    return placement.threads_per_rank(cfg, placement.of_config(cfg, local).device, local)

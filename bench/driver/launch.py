@@ -29,11 +29,12 @@ def worker_overrides(overrides: list[str]) -> list[str]:
 
 
 def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = False,
-           command=torchrun_command, leader: bool = True) -> int:
+           command=torchrun_command, leader: bool = True, nodes: int = 1) -> int:
     """Run one experiment under torchrun; returns torchrun's exit status, or EXIT_INTERRUPTED
     after a Ctrl-C / SIGTERM (bench.interrupts: every rank stops and keeps its records).
     `command(cfg, overrides)` builds the torchrun line (bench.sweeps.slurm's for one node of
-    many); only the leader (the first node) writes the run directory's config and status."""
+    many, with `nodes` nodes); only the leader (the first node) writes the run directory's
+    config and status."""
     if command is torchrun_command:  # every rank here (a Slurm node's ranks place themselves)
         overrides = place_ranks(cfg, overrides)
     if leader:
@@ -41,7 +42,7 @@ def launch(cfg, overrides: list[str], run_dir: Path, run_id: str, quiet: bool = 
     out = subprocess.DEVNULL if quiet else None
     with interrupts.ForwardToTorchrun() as forward:
         forward.attach(subprocess.Popen(command(cfg, worker_overrides(overrides)), stdout=out,
-                                        stderr=out, env=worker_env(cfg, run_id, run_dir),
+                                        stderr=out, env=worker_env(cfg, run_id, run_dir, nodes),
                                         start_new_session=True))
         rc = forward.proc.wait()
     if forward.signum is not None:

@@ -72,7 +72,6 @@ class Timeline:
             out.append(step_out)
         return out
 
-
     def _slowest_handovers(self, start: np.ndarray, tr: Transfers) -> np.ndarray:
         """Expected slowest hand-over of each bucket (absolute, device ms)."""
         first = float(start.min())

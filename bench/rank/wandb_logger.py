@@ -1,4 +1,4 @@
-"""Weights & Biases sink (rank 0 only), behind bench.results.loggers.NullLogger's interface.
+"""Weights & Biases sink (rank 0 only), behind bench.rank.loggers.NullLogger's interface.
 
 Per log window: cluster numbers under `cluster/...` and per-rank series under `rank_<k>/...`, at
 step = the window's last step, against the `step` axis (define_metric), each with the summaries

@@ -55,6 +55,15 @@ def allowed_env() -> dict:
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it; set straight back
+    """The process's umask, read without changing it where Linux says it (/proc, since 4.7):
+    setting it to read it would open a window in which another thread's files get mode 0666."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it; set straight back
     os.umask(mask)
     return mask

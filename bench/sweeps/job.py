@@ -18,7 +18,6 @@ from omegaconf import OmegaConf
 
 from bench import config as config_mod
 from bench import interrupts
-from bench.driver.command import torchrun_command
 from bench.driver.launch import launch
 from bench.results import files
 from bench.results.status import mark_failed
@@ -34,13 +33,16 @@ def _point_dir(num: Any, keys: Any, overrides: Any) -> str:
     """hydra.sweep.subdir: `003_latency_ms=5,cluster=b`, the name bench.sweeps.plan gave it."""
     return point_name(int(num), swept_values(list(overrides), list(keys)))
 
+
 if not OmegaConf.has_resolver("hetbench_point"):  # job processes import this module too
     OmegaConf.register_new_resolver("hetbench_point", _point_dir)
+
 
 def swept_values(overrides: list[str], keys: list[str]) -> dict:
     """{key: value} of a job's overrides whose key was swept, in the job's order."""
     pairs = (o.split("=", 1) for o in overrides if "=" in o)
     return {k: v for k, v in pairs if k in keys}
+
 
 def is_hydra_override(override: str) -> bool:
     return override.lstrip("+~").startswith(("hydra.", "hydra/"))
@@ -59,6 +61,7 @@ def run_point(cfg) -> dict | None:
         print(f"hetbench: point {point.name} failed: {type(err).__name__}: {err}", flush=True)
         return _row_with_error(point, sweep_dir, cfg.sweep_id, f"{type(err).__name__}: {err}")
 
+
 def current_point() -> tuple[Point, Path, int]:
     """This job's point, from Hydra's job config (its number, overrides and directory)."""
     from hydra.core.hydra_config import HydraConfig
@@ -71,6 +74,7 @@ def current_point() -> tuple[Point, Path, int]:
     return Point(int(hc.job.num), overrides, swept, run_dir.name), run_dir.parent, \
         int(table.points_total or 0)
 
+
 def _run_point(cfg, point: Point, sweep_dir: Path, total: int) -> dict | None:
     node = node_for_job()
     run_id, run_dir = run_id_of(cfg.sweep_id, point), sweep_dir / point.name
@@ -80,8 +84,8 @@ def _run_point(cfg, point: Point, sweep_dir: Path, total: int) -> dict | None:
         clock.skip()
         print(f"{label}: already done, skipped", flush=True)
         return table.finished_ok_row(point, run_id, run_dir) if node.leader else None
-    overrides = point_overrides(cfg, point, sweep_dir, run_id,
-                                local=node.command is torchrun_command)
+    overrides = point_overrides(cfg, point, sweep_dir, run_id, local=node.local,
+                                nodes=node.nodes)
     if node.leader:
         _clear(run_dir)
     print(f"{label}: starting; elapsed {fmt_s(clock.elapsed())}, {clock.eta_text()}", flush=True)
@@ -98,8 +102,9 @@ def _run_point(cfg, point: Point, sweep_dir: Path, total: int) -> dict | None:
     files.write_json_atomic(run_dir / HEADLINE_FILE, row)
     return row
 
+
 def point_overrides(cfg, point: Point, sweep_dir: Path, run_id: str,
-                    local: bool = True) -> list[str]:
+                    local: bool = True, nodes: int = 1) -> list[str]:
     """What the ranks compose: the job's overrides, its run id, the sweep's W&B group and, for a
     paced point, the sweep's shared D. `cfg` gets the same values and is validated again (a
     sweeper that picks points as it goes was not checked before the start). `local`: every rank
@@ -109,7 +114,7 @@ def point_overrides(cfg, point: Point, sweep_dir: Path, run_id: str,
     if "logger.wandb.group" not in {o.split("=", 1)[0] for o in point.overrides}:
         extra.append(f"logger.wandb.group={cfg.sweep_id}")
     scale_file = sweep_dir / TIME_SCALE_FILE
-    if cfg.emulation.time_scale is None and scale_file.exists() and paces(cfg):
+    if cfg.emulation.time_scale is None and scale_file.exists() and paces(cfg, nodes):
         extra.append(f"emulation.time_scale={files.read_json(scale_file)['time_scale']!r}")
     for o in extra:
         key, value = o.split("=", 1)
@@ -119,6 +124,7 @@ def point_overrides(cfg, point: Point, sweep_dir: Path, run_id: str,
         config_mod.validate_devices(cfg)
     return point.overrides + extra
 
+
 def _launch(cfg, point, overrides, run_dir: Path, run_id: str, node) -> int:
     from hydra.core.utils import env_override
 
@@ -126,11 +132,12 @@ def _launch(cfg, point, overrides, run_dir: Path, run_id: str, node) -> int:
     with env_override({"HETBENCH_SWEPT": json.dumps(point.swept)}):
         try:
             return launch(cfg, overrides, run_dir, run_id, command=node.command,
-                                 leader=node.leader)
+                          leader=node.leader, nodes=node.nodes)
         except OSError as err:  # torchrun could not start: this point fails, the sweep goes on
             run_dir.mkdir(parents=True, exist_ok=True)
             mark_failed(run_dir, f"could not start torchrun: {err}")
             return 1
+
 
 def _clear(run_dir: Path) -> None:
     """Hydra made the job directory; what an interrupted run left there goes (rank logs
@@ -139,11 +146,13 @@ def _clear(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
+
 def _row_with_error(point: Point, sweep_dir: Path, sweep_id: str, error: str) -> dict:
     run_dir = sweep_dir / point.name
     row = table.row_for(point, run_id_of(sweep_id, point), run_dir, "failed", None, False)
     row["error"] = error
     return row
+
 
 class SweepTable(Callback):
     """hydra.callbacks.sweep_table (configs/config.yaml): records each point as its job ends.
@@ -165,6 +174,7 @@ class SweepTable(Callback):
         table.upsert_row(Path(config.hydra.runtime.output_dir).parent, row)
         if row["status"] == "interrupted":  # the user stopped it: no further point starts
             raise KeyboardInterrupt
+
 
 class Clock:
     """Elapsed time and an estimate of what is left, from the points actually run."""
@@ -190,6 +200,7 @@ class Clock:
         if not self.runs:
             return f"{left} left"
         return f"{left} left, ~{fmt_s(left * self.run_s / self.runs)} to go"
+
 
 def fmt_s(seconds: float) -> str:
     seconds = int(round(seconds))

@@ -54,6 +54,7 @@ def run_sweep(overrides: list[str]) -> int:
           f"(launcher: {launcher})", flush=True)
     return _run_and_report(p, hydra_argv(p, overrides), launcher)
 
+
 def _launcher(hydra_args: list[str]) -> str:
     """The launcher chosen with hydra/launcher=...; a submitit one needs the `cluster` extra."""
     name = next((o.split("=", 1)[1] for o in hydra_args
@@ -66,11 +67,13 @@ def _launcher(hydra_args: list[str]) -> str:
                               "pip install 'hetbench[cluster]'") from None
     return name
 
+
 def _check_launcher(hydra_cfg, p: Plan) -> None:
     """A Slurm sweep's nodes and GPUs must fit every point's ranks (bench.sweeps.slurm)."""
     if is_slurm(hydra_cfg.launcher):
         check_allocation(hydra_cfg.launcher, [cluster.world_size(c) for c in p.configs])
         check_submit_host()
+
 
 def hydra_argv(p: Plan, overrides: list[str]) -> list[str]:
     """Hydra's command line: the user's overrides, the sweep's id and directory, and what every
@@ -80,6 +83,7 @@ def hydra_argv(p: Plan, overrides: list[str]) -> list[str]:
     return ["hetbench", "--multirun", *mine, f"sweep_id={p.sweep_id}",
             f"hydra.sweep.dir={p.sweep_dir.resolve()}",
             f"{TABLE}.swept_keys=[{keys}]", f"{TABLE}.points_total={len(p.points)}"]
+
 
 def _run_and_report(p: Plan, argv: list[str], launcher: str = "basic") -> int:
     started = time.monotonic()
@@ -98,12 +102,14 @@ def _run_and_report(p: Plan, argv: list[str], launcher: str = "basic") -> int:
         job.CLOCK = None
     return _final_line(p, time.monotonic() - started)
 
+
 def _interrupted(p: Plan, launcher: str) -> int:
     if launcher == "submitit_local":
         _stop_local_jobs(p)
     print(f"hetbench: sweep {p.sweep_id} interrupted; resume it with the same command and "
           f"sweep_id={p.sweep_id} (finished points are kept)", flush=True)
     return interrupts.EXIT_INTERRUPTED
+
 
 def _stop_local_jobs(p: Plan) -> None:
     """submitit_local's jobs are children of this process that would outlive it and finish
@@ -115,6 +121,7 @@ def _stop_local_jobs(p: Plan) -> None:
     if killed:
         print(f"hetbench: sweep {p.sweep_id}: killed {len(killed)} processes that were still "
               f"running after {STOP_GRACE_S:.0f} s", flush=True)
+
 
 def _run_hydra(argv: list[str]) -> None:
     """Hydra's supported entry, `hydra.main`, reads its arguments from sys.argv."""
@@ -132,6 +139,7 @@ def _run_hydra(argv: list[str]) -> None:
         sys.argv = saved
         GlobalHydra.instance().clear()
 
+
 def _register_launchers() -> None:
     """hydra/launcher=slurm's class sits in a module Hydra's plugin scan skips (it would import
     submitit on every start): Hydra knows it once registered (Plugins.register, its API for it)."""
@@ -142,6 +150,7 @@ def _register_launchers() -> None:
     from hydra.core.plugins import Plugins
 
     Plugins.instance().register(_slurm_launcher.SlurmLauncher)
+
 
 def _final_line(p: Plan, elapsed: float) -> int:
     rows = files.read_json(p.sweep_dir / "sweep.json")["points"]

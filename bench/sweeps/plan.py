@@ -26,12 +26,14 @@ class Choice:
     values: list[str]
     swept: bool
 
+
 @dataclass
 class Point:
     index: int
     overrides: list[str]
     swept: dict = field(default_factory=dict)  # key -> value, swept keys only
     name: str = ""
+
 
 def parse_choices(overrides: list[str]) -> dict[str, Choice]:
     """Key -> Choice, in first-seen order; a later override of the same key replaces the earlier
@@ -56,8 +58,10 @@ def parse_choices(overrides: list[str]) -> dict[str, Choice]:
             choices[key] = Choice([f"{key}={v}" for v in values], values, swept=True)
     return choices
 
+
 def _plain_value(override) -> str:
     return override.get_value_element_as_str() if override.value() is not None else ""
+
 
 def experiment_params(name: str) -> dict:
     """`hydra.sweeper.params` of configs/experiment/<name>.yaml. Read from the file because the
@@ -67,6 +71,7 @@ def experiment_params(name: str) -> dict:
         return {}  # compose names the unknown experiment with Hydra's own message
     params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params", default=None)
     return OmegaConf.to_container(params) if params else {}
+
 
 def expand(overrides: list[str]) -> list[Point]:
     """All points, in Hydra's order. A chosen experiment's sweeper params come first; any key
@@ -83,6 +88,7 @@ def expand(overrides: list[str]) -> list[Point]:
         combos += _product({**params, **choices, exp_key: fixed})
     return _number(combos)
 
+
 def _product(choices: dict[str, Choice]) -> list[Point]:
     keys = list(choices)
     points = []
@@ -92,17 +98,20 @@ def _product(choices: dict[str, Choice]) -> list[Point]:
         points.append(Point(0, lines, swept))
     return points
 
+
 def _number(points: list[Point]) -> list[Point]:
     for i, point in enumerate(points):
         point.index = i
         point.name = point_name(i, point.swept)
     return points
 
+
 def point_name(index: int, swept: dict) -> str:
     """`003_latency_ms=5,cluster=b`: last key component, then anything unsafe in a path -> `_`."""
     parts = ",".join(f"{k.lstrip('+~').split('.')[-1]}={v}" for k, v in swept.items())
     safe = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", parts).strip("_")[:80]
     return f"{index:03d}_{safe}" if safe else f"{index:03d}"
+
 
 @dataclass
 class Plan:
@@ -111,6 +120,7 @@ class Plan:
     points: list[Point]
     configs: list  # composed config per point
     time_scale: Optional[float] = None  # the D every paced point shares (share_time_scale)
+
 
 def plan(overrides: list[str]) -> Plan:
     """Expand and compose every point; any bad one raises ConfigError before any process starts."""
@@ -133,6 +143,7 @@ def plan(overrides: list[str]) -> Plan:
             raise ConfigError(err.key, err.value, fix) from None
     return Plan(sweep_id, sweep_dir, points, configs)
 
+
 def _check_swept_experiment(overrides: list[str]) -> None:
     """Hydra's sweeper takes `hydra.sweeper.params` from the config it composed before the sweep,
     which holds no experiment when the experiment itself is swept: such params would be lost."""
@@ -143,12 +154,14 @@ def _check_swept_experiment(overrides: list[str]) -> None:
                           "an experiment with its own sweep (hydra.sweeper.params) cannot be "
                           "swept with others; run one `hetbench run -m experiment=<name>` each")
 
+
 def _point_overrides(point: Point, sweep_id: str) -> list[str]:
     keys = {o.split("=", 1)[0].lstrip("+") for o in point.overrides}
     extra = [f"sweep_id={sweep_id}", f"run_id={run_id_of(sweep_id, point)}"]
     if "logger.wandb.group" not in keys:  # each point's W&B run joins the sweep's group
         extra.append(f"logger.wandb.group={sweep_id}")
     return [o for o in point.overrides if o.split("=", 1)[0].lstrip("+") != "sweep_id"] + extra
+
 
 def run_id_of(sweep_id: str, point: Point) -> str:
     return f"{sweep_id}-{point.index:03d}"

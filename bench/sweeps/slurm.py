@@ -35,6 +35,12 @@ NEEDED = ("SLURM_JOB_ID", "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST")
 class Node:
     leader: bool
     command: Callable  # (cfg, overrides) -> the torchrun command line
+    nodes: int = 1  # the job's nodes: this one runs world // nodes of the ranks
+
+    @property
+    def local(self) -> bool:
+        """Every rank runs on this machine (not one node of a Slurm job)."""
+        return self.command is command.torchrun_command
 
 
 def node_for_job() -> Node:
@@ -49,7 +55,8 @@ def node_for(launcher_target: str, env: Mapping[str, str]) -> Node:
     if "SlurmLauncher" not in launcher_target:
         return Node(True, command.torchrun_command)
     return Node(int(env.get("SLURM_NODEID", "0")) == 0,
-                lambda cfg, overrides: torchrun_command(cfg, overrides, env))
+                lambda cfg, overrides: torchrun_command(cfg, overrides, env),
+                int(env.get("SLURM_NNODES", "1")))
 
 
 def torchrun_command(cfg, overrides: list[str], env: Mapping[str, str]) -> list[str]:

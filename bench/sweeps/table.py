@@ -18,8 +18,10 @@ HEADLINE = ("step_ms_p50", "tokens_per_s", "efficiency", "efficiency_overall",
             "slowdown_total", "final_loss", "strategy", "inter_site_bytes_per_step",
             "ideal_share", "time_base", "time_scale")
 
+
 def finished_ok_row(point: Point, run_id: str, run_dir: Path) -> dict:
     return row_for(point, run_id, run_dir, "ok", None, reused=True)
+
 
 def not_run(p: Plan, point: Point, reason: str) -> dict:
     row = row_for(point, run_id_of(p.sweep_id, point), p.sweep_dir / point.name, "failed", None,
@@ -27,12 +29,14 @@ def not_run(p: Plan, point: Point, reason: str) -> dict:
     row["error"] = reason
     return row
 
+
 def finished_ok(run_dir: Path) -> bool:
     path = run_dir / "summary.json"
     try:
         return path.exists() and files.read_json(path).get("status") == "ok"
     except ValueError:  # half a file cannot happen (atomic writes), but a hand-edited one can
         return False
+
 
 def row_for(point: Point, run_id: str, run_dir: Path, status: str, elapsed, reused: bool) -> dict:
     summary = _read_summary(run_dir)
@@ -45,11 +49,13 @@ def row_for(point: Point, run_id: str, run_dir: Path, status: str, elapsed, reus
         row["error"] = summary.get("error") or f"no summary in {run_dir}"
     return row
 
+
 def _read_summary(run_dir: Path) -> dict:
     try:
         return files.read_json(run_dir / "summary.json")
     except (OSError, ValueError):
         return {}
+
 
 def headline(summary: dict) -> dict:
     step_ms, slowdown = summary.get("step_ms") or {}, summary.get("slowdown") or {}
@@ -64,12 +70,15 @@ def headline(summary: dict) -> dict:
             "ideal_share": summary.get("ideal_share"),
             "time_base": summary.get("time_base"), "time_scale": summary.get("time_scale")}
 
+
 def swept_keys(points: list[Point]) -> list[str]:
     return list(dict.fromkeys(k for p in points for k in p.swept))
+
 
 def write_tables(p: Plan, rows: list[dict]) -> None:
     write_doc(p.sweep_dir, new_doc(p.sweep_id, swept_keys(p.points), len(p.points), p.time_scale,
                                    rows))
+
 
 def new_doc(sweep_id: str, keys: list[str], total: int, time_scale, rows: list[dict]) -> dict:
     return {"schema_version": SWEEP_SCHEMA_VERSION, "sweep_id": sweep_id, "swept_keys": keys,
@@ -77,9 +86,11 @@ def new_doc(sweep_id: str, keys: list[str], total: int, time_scale, rows: list[d
             "time_base": next((r["time_base"] for r in rows if r.get("time_base")), None),
             "points": rows}
 
+
 def write_doc(sweep_dir: Path, doc: dict) -> None:
     files.write_json_atomic(sweep_dir / "sweep.json", doc)
     files.write_text_atomic(sweep_dir / "sweep.csv", _csv_text(doc["points"], doc["swept_keys"]))
+
 
 def upsert_row(sweep_dir: Path, row: dict) -> dict:
     """Put one point's row into sweep.json / sweep.csv (replacing an older row of the same
@@ -94,6 +105,7 @@ def upsert_row(sweep_dir: Path, row: dict) -> dict:
         doc["time_base"] = doc.get("time_base") or row.get("time_base")
         write_doc(sweep_dir, doc)
     return doc
+
 
 def _csv_text(rows: list[dict], keys: list[str]) -> str:
     columns = ["index", "point", "run_id", "status", "overrides", *keys, *HEADLINE,

@@ -10,6 +10,7 @@ from bench.sweeps.plan import Plan
 
 TIME_SCALE_FILE = "time_scale.json"
 
+
 def share_time_scale(p: Plan, concurrent: int = 1) -> None:
     """Give every point the same D (emulation.time_scale), so that points differ only by what
     was swept, not by calibration noise. D = headroom x the largest need over all points, from
@@ -29,9 +30,12 @@ def share_time_scale(p: Plan, concurrent: int = 1) -> None:
     print(f"hetbench: sweep {p.sweep_id}: every point runs at time_scale {doc['time_scale']:.2f} "
           f"(emulated device ms = host ms / {doc['time_scale']:.2f})", flush=True)
 
-def paces(cfg) -> bool:
-    """Whether this config's ranks are paced when the sweep runs them all on this machine."""
-    return placement.paced_here(cfg, cluster.world_size(cfg))
+
+def paces(cfg, nodes: int = 1) -> bool:
+    """Whether this config's ranks are paced where they run: all on this machine, or
+    world // nodes of them on each node of a Slurm job."""
+    return placement.paced_here(cfg, cluster.world_size(cfg) // nodes)
+
 
 def _load_key(cfg) -> tuple:
     """Points with the same key load this machine alike: one calibration serves them all. Of a
@@ -41,6 +45,7 @@ def _load_key(cfg) -> tuple:
     return (cluster.world_size(cfg), m.n_layer, m.n_head, m.n_embd, t.micro_batch, t.seq_len,
             cluster.vocab_size(cfg), t.threads_per_rank, cfg.emulation.calibration_steps,
             tuple(device_times.micro_batches(cfg)))
+
 
 def _calibrate_sweep(p: Plan, paced: list[int], concurrent: int) -> dict:
     calibrations, needs = {}, []
