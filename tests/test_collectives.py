@@ -40,13 +40,23 @@ def by_hand(op: str, ranks: int, nbytes: int, alpha: float) -> float:
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    rc, run_dir, output = collectives(tmp_path_factory.mktemp("emulated"), *LINK,
-                                      "--ops", "sendrecv,all_reduce,all_gather",
-                                      "--scopes", "cross,world", "--min-bytes", "1K",
-                                      "--max-bytes", "2M",
-                                      "--iters", "10", "--warmup", "2")
-    assert rc == 0, output
-    return read_json(run_dir / "collectives.json"), run_dir, output
+    """One emulated run, and a second only if this machine could not keep up with the first (a
+    third of its rows over 10% slower than the link: a 2-core machine that something else woke
+    up on). The tests then hold the second run to the same bounds."""
+    for attempt in range(2):
+        rc, run_dir, output = collectives(tmp_path_factory.mktemp("emulated"), *LINK,
+                                          "--ops", "sendrecv,all_reduce,all_gather",
+                                          "--scopes", "cross,world", "--min-bytes", "1K",
+                                          "--max-bytes", "2M",
+                                          "--iters", "10", "--warmup", "2")
+        assert rc == 0, output
+        doc = read_json(run_dir / "collectives.json")
+        late = [r for r in doc["rows"] if r["time"] > 1.10 * r["model_time"]]
+        if len(late) <= len(doc["rows"]) / 3:
+            break
+        print(f"collectives: attempt {attempt + 1}: {len(late)} of {len(doc['rows'])} rows "
+              "over 10% slower than the link model: this machine was busy")
+    return doc, run_dir, output
 
 
 def test_times_and_busbw_match_the_link_model(emulated):
