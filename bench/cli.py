@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.errors import ConfigError
+from bench.errors import EXIT_BAD_INPUT, ConfigError
 
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # bench.interrupts.EXIT_INTERRUPTED (not imported: start-up stays light)
 
 

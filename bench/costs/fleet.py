@@ -38,24 +38,12 @@ class Fleet:
     powersgd_ratio: float  # the workload's PowerSGD compression over the trained model's
 
     @property
-    def world_size(self) -> int:
-        return len(self.ranks)
-
-    @property
     def sites(self) -> list[str]:
         return [r.site for r in self.ranks]
 
     @property
     def micro_batches(self) -> list[int]:
         return [r.micro_batch for r in self.ranks]
-
-    @property
-    def times(self) -> list[PhaseTimes]:
-        return [r.times for r in self.ranks]
-
-    def table(self) -> list[dict]:
-        """rank_table's rows: {rank, device, site}, what summaries and metadata list."""
-        return [{"rank": r.rank, "device": r.device, "site": r.site} for r in self.ranks]
 
 
 def build(cfg, device_type: str) -> Fleet:

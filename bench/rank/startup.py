@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from bench import config as config_mod
+from bench.errors import EXIT_BAD_INPUT
 from bench.rank import dist as dist_mod
-
-EXIT_BAD_INPUT = 2
 
 
 def exit_on_sigterm(signum, _frame):
