@@ -83,6 +83,11 @@ def threads_per_rank(cfg, device_type: str, local_ranks: int) -> int:
         return int(cfg.train.threads_per_rank)
     if device_type == "cuda":
         return 1
+    return cpu_share(local_ranks)
+
+
+def cpu_share(local_ranks: int) -> int:
+    """A CPU rank's share of this machine's cores (at least one): oversubscribed ranks thrash."""
     return max(1, (os.cpu_count() or 1) // max(1, local_ranks))
 
 

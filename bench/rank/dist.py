@@ -10,6 +10,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from bench.costs import placement
+
 
 @dataclass
 class DistEnv:
@@ -30,8 +32,6 @@ def choose_device(train_device: str, local_rank: int, local_world: int) -> torch
     """bench.costs.placement's rule on this node (under a user's torchrun, as under `hetbench run`):
     CUDA only when every local rank has a GPU of its own. Raises ConfigError (exit 2) for
     train.device=cuda with too few GPUs, never a stack trace from set_device."""
-    from bench.costs import placement
-
     placed = placement.place(train_device, local_world, placement.visible_gpus())
     if placed.notice and local_rank == 0:
         print(f"hetbench: {placed.notice}", flush=True)
@@ -42,8 +42,8 @@ def choose_device(train_device: str, local_rank: int, local_world: int) -> torch
 
 
 def set_cpu_threads(threads_per_rank, local_world_size: int) -> int:
-    """Oversubscribed CPU ranks thrash; give each its share of the cores (at least one)."""
-    n = threads_per_rank or max(1, (os.cpu_count() or 1) // max(1, local_world_size))
+    """train.threads_per_rank, else this rank's share of the cores (bench.costs.placement)."""
+    n = threads_per_rank or placement.cpu_share(local_world_size)
     torch.set_num_threads(n)
     return n
 
