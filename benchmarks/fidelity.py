@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.costs.links import Link, LinkModel
+from bench import config
+from bench.costs import links, topology
 from bench.results import metrics, timebase
 from bench.results.ranklog import read_rank_logs
 
@@ -77,13 +78,13 @@ def measured(run_dir: Path) -> tuple[float, dict, list]:
     return T, meta, records
 
 
-def predict(meta: dict, records: list, latency: float, gbps: float, jitter: float) -> float:
-    """T_model of the docstring, device ms."""
+def predict(meta: dict, records: list, overrides: list[str], jitter: float) -> float:
+    """T_model of the docstring, device ms: the link model of the point's own config."""
     ranks = meta["ranks"]
     compute = max(r["device_times"]["compute_ms"] for r in ranks)
     opt = max(r["device_times"]["opt_ms"] for r in ranks)
-    model = LinkModel([r["site"] for r in ranks], Link(0.0, None, 0.0),
-                      Link(latency, gbps, 0.0), seed=0)
+    cfg = config.compose(overrides)
+    model = links.of_config(cfg, topology.build(cfg))
     buckets = records[-1]["bucket_bytes"]
     link = sum(model.allreduce_ms(n) + (jitter if model.active else 0.0) for n in buckets)
     return compute + link + opt
@@ -127,10 +128,11 @@ def main(argv=None) -> None:
             scale = time_scale([clusters(world)["homog"], "network=rack", *common_w])
             common_w.append(f"emulation.time_scale={scale}")
             for (name, groups), lat, bw in itertools.product(clusters(world).items(), latencies, [1.0, 100.0]):
-                run_dir = run_point(out, [groups, "network=rack", f"network.inter_site.latency_ms={lat}",
-                                          f"network.inter_site.bandwidth_gbps={bw}", *common_w])
+                point = [groups, "network=rack", f"network.inter_site.latency_ms={lat}",
+                         f"network.inter_site.bandwidth_gbps={bw}", *common_w]
+                run_dir = run_point(out, point)
                 T, meta, records = measured(run_dir)
-                pred = predict(meta, records, lat, bw, 0.0)
+                pred = predict(meta, records, point, 0.0)
                 errors.append(abs(T - pred) / T * 100)
                 share = json.loads((run_dir / "summary.json").read_text())["emulation"]["host_share"]
                 print(f"{world:>2} {name:<9} {lat:>7.0f} {bw:>8.0f} {scale:>6.2f} {pred:>9.2f} "

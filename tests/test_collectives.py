@@ -1,6 +1,6 @@
 """`hetbench collectives` with real ranks: on 4 emulated ranks over two sites (mixed4, a 5 ms,
 1 Gb/s inter-site link, an ideal intra-site one), the times and bus bandwidths match the alpha-beta
-model computed here by hand wherever the link dominates, the JSON has nccl-tests' columns, and
+model (bench.costs.links) wherever the link dominates, the JSON has nccl-tests' columns, and
 the fit recovers the configured link; without emulation the same command times the machine."""
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ def collectives(out_root: Path, *args: str, timeout: float = 120) -> tuple[int, 
     return proc.returncode, (dirs[-1] if dirs else None), proc.stdout + proc.stderr
 
 
-def by_hand(op: str, ranks: int, nbytes: int, alpha: float) -> float:
-    """The model in us, from the link alone: hops x alpha + factor x bytes / beta. The world
-    ring over two sites of two has a mean hop latency of alpha / 2 (two hops of 0, two of alpha)."""
-    per_byte_ms = 8 / (BETA_GBPS * 1e6)
-    hops, factor = {"sendrecv": (1, 1), "all_reduce": (2 * (ranks - 1), 2 * (ranks - 1) / ranks),
-                    "all_gather": (ranks - 1, (ranks - 1) / ranks)}[op]
-    return (hops * alpha + factor * nbytes * per_byte_ms) * 1000.0
+def modelled_us(op: str, scope: str, nbytes: int) -> float:
+    """The one collective model (bench.costs.links) over the row's group: the world, or the
+    two site leaders (ranks 0 and 2), each keeping its node (the H100 pair shares one)."""
+    from bench.config import compose
+    from bench.costs import links, topology
+
+    topo = topology.build(compose(["cluster=mixed4", *LINK]))
+    group = topo if scope == "world" else topo.subset([0, 2])
+    return links.collective_ms(op, group, nbytes) * 1000.0
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +68,9 @@ def test_times_and_busbw_match_the_link_model(emulated):
         (op, scope) for op in ("sendrecv", "all_reduce", "all_gather") for scope in ("cross", "world")}
     within = []
     for row in rows:  # 1 KiB to 2 MiB: 5 to 60 ms on the link, Gloo moves them in ~1 ms here
-        # the world ring's mean hop latency; sendrecv waits for its slowest message
-        ring = row["scope"] == "world" and row["op"] != "sendrecv"
-        model_us = by_hand(row["op"], row["ranks"], row["size"], ALPHA_MS / 2 if ring else ALPHA_MS)
+        model_us = modelled_us(row["op"], row["scope"], row["size"])
         assert row["model_time"] == pytest.approx(model_us)
+        assert model_us >= ALPHA_MS * 1000  # every op crosses the 5 ms uplink at least once
         factor = {"sendrecv": 1.0, "all_reduce": 2 * 3 / 4, "all_gather": 3 / 4}[row["op"]] \
             if row["ranks"] == 4 else {"sendrecv": 1.0, "all_reduce": 1.0, "all_gather": 1 / 2}[row["op"]]
         assert row["busbw"] == pytest.approx(row["size"] / (row["time"] * 1e3) * factor)
@@ -113,7 +114,9 @@ def test_fit_recovers_the_configured_link(emulated):
 
 
 def test_without_emulation_it_times_this_machine(out_root):
-    rc, run_dir, output = collectives(out_root, "network=rack", "--ops", "sendrecv",
+    # every rank on a node of its own, NICs and uplink ideal: nothing is modelled, nothing emulated
+    rc, run_dir, output = collectives(out_root, "network=rack", "cluster.groups.0.gpus_per_node=1",
+                                      "--ops", "sendrecv",
                                       "--scopes", "site,cross", "--max-bytes", "64K",
                                       "--iters", "3", "--warmup", "1")
     assert rc == 0, output

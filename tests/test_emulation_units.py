@@ -6,56 +6,25 @@ import time
 import pytest
 
 from bench.costs.devices import PhaseTimes
-from bench.costs.links import ring_hops
 from bench.emulate.compute import Pacer, needed_scale
-from bench.emulate.network import Link, LinkModel, links_in_ring
+from bench.emulate.network import Link, LinkModel
 
 SAME_RACK = Link(0.0, None, 0.0)
 CAMPUS = Link(2.0, 100.0, 0.0)
 
 
-def test_ring_crosses_intra_links_only_when_a_site_has_two_ranks():
-    assert links_in_ring(["a", "b"], SAME_RACK, CAMPUS) == [CAMPUS]
-    assert links_in_ring(["a", "a", "b"], SAME_RACK, CAMPUS) == [SAME_RACK, CAMPUS]
-    assert links_in_ring(["a", "a"], SAME_RACK, CAMPUS) == [SAME_RACK]
-
-
-def test_ring_allreduce_cost_by_hand():
-    model = LinkModel(["a", "a", "b", "b"], SAME_RACK, CAMPUS, seed=0)
-    nbytes = 4_000_000  # 1 MB chunks over 4 ranks; 100 Gb/s = 12.5 MB/ms
-    # Hops a->a and b->b are intra-site (0 ms), a->b and b->a inter-site (2 ms): mean 1 ms.
-    per_step = (2 * 0.0 + 2 * 2.0) / 4 + 1_000_000 * 8 / 100e9 * 1e3  # 1.08 ms
-    assert model.allreduce_ms(nbytes) == pytest.approx(6 * per_step)
-    assert model.allreduce_ms(nbytes) == pytest.approx(6.48)
-
-
-def test_latencies_add_along_the_ring_and_the_slowest_link_sets_the_bandwidth():
-    slow_intra = Link(5.0, None, 0.0)
-    model = LinkModel(["a", "a", "b"], slow_intra, CAMPUS, seed=0)
-    # Hops: a->a (5 ms), a->b and b->a (2 ms each): 3 ms a hop on average; only the
-    # inter-site link has a bandwidth limit, so its 1000-byte chunks set the transfer.
-    assert model.allreduce_ms(3000) == pytest.approx(4 * ((5.0 + 2 * 2.0) / 3 + 1000 * 8 / 100e9 * 1e3))
-
-
-def test_ring_hops_count_site_changes_in_rank_order():
-    assert ring_hops(["a", "a", "b", "b"], SAME_RACK, CAMPUS) == [(SAME_RACK, 2), (CAMPUS, 2)]
-    assert ring_hops(["a", "b", "a", "b"], SAME_RACK, CAMPUS) == [(CAMPUS, 4)]
-    assert ring_hops(["a", "b", "c"], SAME_RACK, CAMPUS) == [(CAMPUS, 3)]
-    assert ring_hops(["a"], SAME_RACK, CAMPUS) == []
-
-
 def test_jitter_is_seeded_bounded_and_averages_to_the_setting():
-    model = LinkModel(["a", "b"], SAME_RACK, Link(1.0, None, 2.0), seed=7)
+    model = LinkModel.flat(["a", "b"], SAME_RACK, Link(1.0, None, 2.0), seed=7)
     draws = [model.jitter_ms(step, 0) for step in range(4000)]
-    assert draws[:5] == [LinkModel(["a", "b"], SAME_RACK, Link(1.0, None, 2.0), 7).jitter_ms(s, 0)
+    assert draws[:5] == [LinkModel.flat(["a", "b"], SAME_RACK, Link(1.0, None, 2.0), 7).jitter_ms(s, 0)
                          for s in range(5)]
     assert all(0 <= d <= 4.0 for d in draws)
     assert sum(draws) / len(draws) == pytest.approx(2.0, rel=0.05)
 
 
 def test_ideal_links_inject_nothing():
-    assert not LinkModel(["a", "b"], SAME_RACK, SAME_RACK, 0).active
-    assert LinkModel(["a"], SAME_RACK, CAMPUS, 0).allreduce_ms(10**6) == 0.0
+    assert not LinkModel.flat(["a", "b"], SAME_RACK, SAME_RACK, 0).active
+    assert LinkModel.flat(["a"], SAME_RACK, CAMPUS, 0).allreduce_ms(10**6) == 0.0
 
 
 def _pacer(fwd_ms: float, bwd_ms: float, scale: float, opt_ms: float = 1.0) -> Pacer:

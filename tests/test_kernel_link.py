@@ -34,13 +34,14 @@ def test_kernel_mode_drops_only_the_inter_site_bandwidth_from_the_software_model
     assert (inter.latency_ms, inter.bandwidth_gbps) == (2.0, None)
     sites = [r["site"] for r in cluster.rank_table(cfg)]
     nbytes = 4_000_000
-    kernel = LinkModel(sites, intra, inter, 0).allreduce_ms(nbytes)
+    kernel = LinkModel.flat(sites, intra, inter, 0).allreduce_ms(nbytes)
     cfg.emulation.network = "auto"
-    full = LinkModel(sites, *software_links(cfg), 0).allreduce_ms(nbytes)
-    # ring of 4 over sites a,a,b,b: 6 hops x mean alpha (2 of 4 hops inter-site, 2 ms) = 6 ms;
-    # the full model adds 6 x (n/4) over 1 Gb/s = 48 ms of bandwidth, which tbf now enforces
-    assert kernel == pytest.approx(6.0)
-    assert full == pytest.approx(6.0 + 48.0)
+    full = LinkModel.flat(sites, *software_links(cfg), 0).allreduce_ms(nbytes)
+    # Without the uplink's bandwidth the model keeps its latency (the uplink crossed on the way
+    # there and back, 2 ms each); the full model adds the 1 Gb/s transfer, which tbf enforces.
+    assert 4.0 <= kernel < 7.0
+    transfer = full - kernel
+    assert transfer >= nbytes * 8 / 1e6  # at least the whole gradient once through 1 Gb/s
 
 
 @pytest.mark.parametrize("overrides, key, fix", [

@@ -20,7 +20,7 @@ from bench.costs import balance, buckets
 from bench.costs.links import Link, LinkModel
 from bench.predict import exchange as exchange_mod
 from bench.predict import fleet as fleet_mod
-from bench.predict import predict
+from bench.predict import links_of, predict
 from bench.predict.noise import Noise, expected_max
 from bench.predict.summary import step_values
 from bench.predict.timeline import Timeline
@@ -158,9 +158,9 @@ def test_timeline_one_bucket_by_hand():
     """Two ranks on two sites, 10 ms and 1 Gb/s between them: the slower rank hands over at
     opt + fwd + bwd = 1 + 10 + 20; the wire takes 2(W-1) (alpha + n/W/beta)."""
     f = _fleet([10.0, 5.0], [20.0, 10.0], [1.0, 1.0], sites=["a", "b"])
-    links = LinkModel(["a", "b"], Link(0, None, 0), Link(10.0, 1.0, 0), seed=0)
+    links = LinkModel.flat(["a", "b"], Link(0, None, 0), Link(10.0, 1.0, 0), seed=0)
     n = 1_000_000
-    wire = 2 * (10.0 + (n / 2) * 8 / 1e6)
+    wire = links.route_ms("ring", n)  # the link model's (bench.costs.links) own figure
     steps = Timeline(f, _plan([n], [1.0]), links, Noise(), align_every=1000).run(range(5))
     last = steps[-1]
     assert last.T == pytest.approx(1 + 30 + wire)
@@ -170,17 +170,19 @@ def test_timeline_one_bucket_by_hand():
 
 
 def test_timeline_buckets_overlap_backward_and_queue_on_the_wire():
-    """Bucket 0 goes at half of backward and its wire (8 ms) overruns backward's end by 3 ms,
-    so bucket 1 waits for the wire: synced = 10 + 5 + 8 + 8 from the step's start."""
+    """Bucket 0 goes at half of backward and its wire (w > 5 ms) overruns backward's end, so
+    bucket 1 waits for the wire: synced = 10 + 5 + w + w from the step's start."""
     f = _fleet([10.0, 10.0], [10.0, 10.0], [0.0, 0.0], sites=["a", "b"])
-    links = LinkModel(["a", "b"], Link(0, None, 0), Link(4.0, None, 0), seed=0)
+    links = LinkModel.flat(["a", "b"], Link(0, None, 0), Link(4.0, None, 0), seed=0)
+    w = links.route_ms("ring", 1.0)
+    assert w > 5.0
     steps = Timeline(f, _plan([1.0, 1.0], [0.5, 1.0]), links, Noise(), 1000).run(range(3))
-    assert steps[-1].T == pytest.approx(10 + 5 + 8 + 8)
+    assert steps[-1].T == pytest.approx(10 + 5 + w + w)
 
 
 def test_outer_sync_every_h_steps_is_charged_once():
     f = _fleet([10.0, 10.0], [20.0, 20.0], [1.0, 3.0], sites=["a", "b"])
-    links = LinkModel(["a", "b"], Link(0, None, 0), Link(5.0, None, 0), seed=0)
+    links = LinkModel.flat(["a", "b"], Link(0, None, 0), Link(5.0, None, 0), seed=0)
     plan = _plan([0.0], [1.0], route="site", outer=1000.0, every=4)
     steps = Timeline(f, plan, links, Noise(), 1000).run(range(8))
     sync = [s for s in steps if s.step in (3, 7)]
@@ -191,11 +193,13 @@ def test_outer_sync_every_h_steps_is_charged_once():
 
 def test_compression_starts_at_its_step_and_pays_three_rounds():
     f = _fleet([10.0, 10.0], [20.0, 20.0], [0.0, 0.0], sites=["a", "b"])
-    links = LinkModel(["a", "b"], Link(0, None, 0), Link(4.0, None, 0), seed=0)
+    links = LinkModel.flat(["a", "b"], Link(0, None, 0), Link(4.0, None, 0), seed=0)
     packed = exchange_mod.Transfers(np.array([1.0]), np.array([1.0]), "ring", 3, "compressed")
     steps = Timeline(f, _plan([1.0], [1.0], compressed=packed, start=4), links, Noise(),
                      1000).run(range(6))
-    assert [s.injected for s in steps] == pytest.approx([2 * 4.0] * 4 + [3 * 2 * 4.0] * 2)
+    once, thrice = links.route_ms("ring", 1.0), links.route_ms("ring", 1.0, rounds=3)
+    assert thrice > 2.9 * once  # latency-bound: three rounds pay it three times
+    assert [s.injected for s in steps] == pytest.approx([once] * 4 + [thrice] * 2)
 
 
 def test_window_gather_aligns_the_next_start():
@@ -204,7 +208,7 @@ def test_window_gather_aligns_the_next_start():
     gather (every 3 steps) both start together at the slow rank's end: the fast rank's step is
     then 30 + 1 = 31 ms, since it no longer starts early."""
     f = _fleet([10.0, 10.0], [20.0, 20.0], [1.0, 5.0], sites=["a", "a"])
-    links = LinkModel(["a", "a"], Link(0, None, 0), Link(0, None, 0), seed=0)
+    links = LinkModel.flat(["a", "a"], Link(0, None, 0), Link(0, None, 0), seed=0)
     steps = Timeline(f, _plan([1.0], [1.0]), links, Noise(), align_every=3).run(range(7))
     assert [list(s.step_ms) for s in steps[1:7]] == [[35, 35], [35, 35], [31, 35], [35, 35],
                                                      [35, 35], [31, 35]]
@@ -213,7 +217,7 @@ def test_window_gather_aligns_the_next_start():
 
 def test_one_site_hierarchical_is_a_plain_all_reduce():
     """SiteGroups does one all-reduce when there is one site: no extra broadcast charged."""
-    model = LinkModel(["a"] * 8, Link(0.5, 100.0, 0), Link(20.0, 10.0, 0), seed=0)
+    model = LinkModel.flat(["a"] * 8, Link(0.5, 100.0, 0), Link(20.0, 10.0, 0), seed=0)
     assert model.route_ms("hierarchical", 8e6) == pytest.approx(model.route_ms("ring", 8e6))
 
 
@@ -221,7 +225,7 @@ def test_noise_counts_the_slowest_rank_in_the_balanced_ideal():
     """With jitter, T_bal subtracts the expected slowest compute (as metrics subtracts the
     realised max), so the straggler's excess counts as imbalance, not as ideal time."""
     f = _fleet([100.0], [200.0], [0.0], count=[1000])
-    links = LinkModel(["a"] * 1000, Link(0, None, 0), Link(0, None, 0), seed=0)
+    links = LinkModel.flat(["a"] * 1000, Link(0, None, 0), Link(0, None, 0), seed=0)
     step = Timeline(f, _plan([1.0], [1.0]), links, Noise(jitter_pct=2.0), 1000).run(range(3))[-1]
     slowest = expected_max(np.zeros(1), np.array([300.0]), np.array([1000]), Noise(jitter_pct=2.0),
                            np.array([300.0]))
@@ -235,7 +239,7 @@ def test_summary_formulas_are_bench_metrics():
     """The class-weighted step values equal bench.results.metrics.step_values on per-rank records."""
     f = _fleet([10.0, 6.0], [20.0, 12.0], [1.0, 1.0], count=[3, 2], tokens=[100.0, 160.0],
                sites=["a", "b"])
-    links = LinkModel(["a"] * 3 + ["b"] * 2, Link(0.1, None, 0), Link(5.0, 10.0, 0), seed=0)
+    links = LinkModel.flat(["a"] * 3 + ["b"] * 2, Link(0.1, None, 0), Link(5.0, 10.0, 0), seed=0)
     step = Timeline(f, _plan([2e6], [1.0]), links, Noise(), 1000).run(range(3))[-1]
     records = []
     for c, n in enumerate(f.count):
@@ -256,11 +260,12 @@ def test_prediction_matches_a_hand_calculation_of_the_default():
     # floor of 2.2 ms a layer (forward + backward) and the 0.67 ms optimizer floor on every GPU.
     nbytes = 834_304 * 4
     compute, opt = 4 * 2.2, 0.67
-    # mixed4: a,a,b,b -> two 0 ms and two 2 ms hops; 100 Gb/s; jitter U(0, 0.4) seeded per step.
+    # mixed4 over the campus uplink: the link model's all-reduce; jitter U(0, 0.4) per step.
+    wire = links_of(cfg).route_ms("ring", nbytes)
     steps = []
     for step in range(cfg.train.warmup_steps, cfg.train.steps):
         jitter = np.random.default_rng([0, step, 0]).uniform(0, 0.4)
-        steps.append(opt + compute + 2 * 3 * ((2 * 2.0) / 4 + (nbytes / 4) * 8 / 100e6) + jitter)
+        steps.append(opt + compute + wire + jitter)
     assert result["bucket_bytes"] == [nbytes]
     assert result["step_ms"]["p50"] == pytest.approx(np.median(steps), rel=1e-9)
     assert result["injected_ms_p50"] == pytest.approx(np.median(steps) - opt - compute, rel=1e-9)
@@ -314,7 +319,10 @@ def test_fitted_links_replace_the_configured_network(tmp_path):
     plain = predict(config_mod.compose(["logger=none", "network=rack"]))
     fitted = predict(config_mod.compose(["logger=none", "network=rack", f"predict.links_from={path}"]))
     nbytes = plain["bucket_bytes"][0]
-    wire = 2 * 3 * ((2 * 7.0) / 4 + (nbytes / 4) * 8 / 10e6)  # a,a,b,b; no jitter in a fit
+    cfg = config_mod.compose(["logger=none", "network=rack", f"predict.links_from={path}"])
+    wire = links_of(cfg).route_ms("ring", nbytes) - links_of(
+        config_mod.compose(["logger=none", "network=rack"])).route_ms("ring", nbytes)
+    assert wire > 2 * 7.0  # the fitted 7 ms uplink is crossed on the way there and back
     assert fitted["step_ms"]["p50"] - plain["step_ms"]["p50"] == pytest.approx(wire, rel=1e-6)
     proc = subprocess.run([HETBENCH, "predict", "--links", str(path), "network=rack", "--json"],
                           capture_output=True, text=True, timeout=60)

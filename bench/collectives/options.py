@@ -29,6 +29,20 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="past 1 MiB iterations shrink with the size down to this (2); "
                              "--min-iters equal to --iters keeps them fixed, as nccl-tests")
     parser.add_argument("--out-root", default=None, help="where run directories go (out_root)")
+    parser.add_argument("--model", action="store_true",
+                        help="print the table the collective model (NCCL's tuner model) predicts "
+                             "for the configured topology; starts no rank")
+    parser.add_argument("--world-size", type=int, default=None,
+                        help="with --model: scale the groups to this many ranks")
+    parser.add_argument("--compare", metavar="LOG", default=None,
+                        help="an nccl-tests log (or a collectives.json) against the model, with "
+                             "a fitted correction of its tier; starts no rank")
+    parser.add_argument("--op", default=None, help="with --compare: the log's collective, where "
+                                                   "its header does not say")
+    parser.add_argument("--out", default=None, help="with --compare: write the correction here "
+                                                    "(use it as network.calibration=FILE)")
+    parser.add_argument("--json", action="store_true", help="with --model or --compare: one "
+                                                            "JSON object on stdout")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -113,8 +113,8 @@ def _document(cfg, env, plan, runner, run_id: str, hosts: list[str]) -> dict:
 
 
 def _kinds(group: list[int], sites: list[str]) -> dict[str, int]:
-    """{link kind: hops} of a group's ring (ring_hops, on the kinds' names)."""
-    return dict(scopes.group_hops(group, sites, "intra_site", "inter_site"))
+    """{link kind: hops} of a group's ring."""
+    return scopes.group_kinds(group, sites)
 
 
 def _now() -> str:

@@ -11,19 +11,17 @@ import torch.distributed as dist
 
 from bench.collectives import ops, scopes, spec, table
 from bench.collectives.wire import Wire
-from bench.costs import cluster
-from bench.costs.links import link_of
+from bench.costs import cluster, topology
 
 
 class Runner:
     def __init__(self, cfg, env, plan: spec.Plan, offset_s: float):
         self.env, self.plan = env, plan
         self.sites = [r["site"] for r in cluster.rank_table(cfg)]
-        intra, inter = link_of(cfg.network.intra_site), link_of(cfg.network.inter_site)
+        topo = topology.build(cfg)
         network_on = cfg.emulation.network != "off"
-        self.scopes = scopes.build(plan.scopes, self.sites, intra, inter, env.rank, network_on)
-        self.emulated = network_on and scopes.any_emulated(list(self.scopes.values()), self.sites,
-                                                           intra, inter)
+        self.scopes = scopes.build(plan.scopes, topo, env.rank, network_on)
+        self.emulated = network_on and scopes.any_emulated(list(self.scopes.values()), topo)
         self.wire = Wire(offset_s, env.device)
 
     def run(self, report) -> list[dict]:

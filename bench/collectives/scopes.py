@@ -6,15 +6,17 @@
   cross  one group of the site leaders (each site's lowest rank), over the inter-site link;
          sendrecv there is the exchange between two ranks on different sites
 
-A group's hops are those of its ring in rank order (bench.costs.links.ring_hops: how many hops
-over each kind of link). A row reports the largest group of its scope (its R and hops; with equal
-sites, every group). The pure part (groups, hops) is separate from the process groups, so that it
-can be tested without torch."""
+A group's cost is the one collective model's (bench.costs.links) over the group's own
+topology: its ranks' nodes, NICs and uplinks (bench.costs.topology.Topology.subset). A row reports
+the largest group of its scope (with equal sites, every group). The pure part (groups, their
+topologies) is separate from the process groups, so that it can be tested without torch."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
-from bench.costs.links import Link, collective_ms, ring_hops
+from bench.costs.links import Link, collective_ms
+from bench.costs.topology import Topology
 
 
 def scope_groups(scope: str, sites: list[str]) -> list[list[int]]:
@@ -31,9 +33,15 @@ def scope_groups(scope: str, sites: list[str]) -> list[list[int]]:
     return [g for g in groups if len(g) > 1]
 
 
-def group_hops(group: list[int], sites: list[str], intra, inter) -> list[tuple]:
-    """(link, hops) of the group's ring (ring_hops); any objects stand for the two links."""
-    return ring_hops([sites[r] for r in group], intra, inter)
+def group_kinds(group: list[int], sites: list[str]) -> dict[str, int]:
+    """{link kind: hops} of the group's ring in rank order (for the report): a hop between
+    two sites crosses the inter-site link, any other stays in the site."""
+    ring = [sites[r] for r in group]
+    if len(ring) < 2:
+        return {}
+    crossings = sum(a != b for a, b in zip(ring, ring[1:] + ring[:1]))
+    kinds = Counter({"intra_site": len(ring) - crossings, "inter_site": crossings})
+    return {k: n for k, n in kinds.items() if n > 0}
 
 
 @dataclass
@@ -42,9 +50,9 @@ class Scope:
     name: str
     groups: list[list[int]]          # every group of the scope (global ranks)
     mine: list[int]                  # this rank's group ([] = it sits this scope out)
-    hops: list[tuple]                # (link, hops) of the row's (largest) group's ring
-    my_hops: list[tuple]             # (link, hops) of this rank's group's ring
-    emulate: bool                    # inject the alpha-beta delay (links on and not ideal)
+    topo: Topology                   # the row's (largest) group's topology
+    my_topo: Topology                # this rank's group's topology
+    emulate: bool                    # inject the modelled delay (links on, group not ideal)
     group: object = field(default=None, repr=False)  # this rank's process group (None: world)
 
     @property
@@ -54,50 +62,49 @@ class Scope:
 
     @property
     def links(self) -> list[Link]:
-        return [link for link, _ in self.hops]
+        return self.topo.tiers()
 
     @property
     def takes_part(self) -> bool:
         return len(self.mine) > 1
 
     def model_ms(self, op: str, nbytes: float) -> float:
-        """The row's alpha-beta time (the largest group's)."""
-        return collective_ms(op, self.ranks, self.hops, nbytes)
+        """The row's modelled time (the largest group's)."""
+        return collective_ms(op, self.topo, nbytes)
 
     def my_model_ms(self, op: str, nbytes: float) -> float:
-        """This rank's group's alpha-beta time: what its emulated window lasts."""
-        return collective_ms(op, len(self.mine), self.my_hops, nbytes)
+        """This rank's group's modelled time: what its emulated window lasts."""
+        return collective_ms(op, self.my_topo, nbytes) if len(self.mine) > 1 else 0.0
 
 
-def describe(scope: str, sites: list[str], intra: Link, inter: Link, rank: int,
-             emulate: bool) -> Scope:
+def describe(scope: str, topo: Topology, rank: int, emulate: bool) -> Scope:
     """A Scope without process groups (build() adds them)."""
-    groups = scope_groups(scope, sites)
+    groups = scope_groups(scope, topo.sites_per_rank())
     largest = max(groups, key=len) if groups else []
     mine = next((g for g in groups if rank in g), [])
-    my_hops = group_hops(mine, sites, intra, inter)
-    return Scope(scope, groups, mine, group_hops(largest, sites, intra, inter), my_hops,
-                 emulate and any(not link.is_ideal for link, _ in my_hops))
+    my_topo = topo.subset(mine)
+    costs = len(mine) > 1 and collective_ms("all_reduce", my_topo, 1.0) > 0
+    return Scope(scope, groups, mine, topo.subset(largest), my_topo, emulate and costs)
 
 
-def any_emulated(scopes: list[Scope], sites: list[str], intra: Link, inter: Link) -> bool:
-    """Whether any group of these scopes crosses a link that is not ideal (the same answer on
-    every rank, unlike Scope.emulate, which is about this rank's group)."""
-    return any(not link.is_ideal for scope in scopes for group in scope.groups
-               for link, _ in group_hops(group, sites, intra, inter))
+def any_emulated(scopes: list[Scope], topo: Topology) -> bool:
+    """Whether any group of these scopes costs anything in the model (the same answer on every
+    rank, unlike Scope.emulate, which is about this rank's group)."""
+    return any(collective_ms("all_reduce", topo.subset(group), 1.0) > 0
+               for scope in scopes for group in scope.groups)
 
 
-def build(scopes: list[str], sites: list[str], intra: Link, inter: Link, rank: int,
-          emulate: bool) -> dict[str, Scope]:
+def build(scopes: list[str], topo: Topology, rank: int, emulate: bool) -> dict[str, Scope]:
     """Every scope with its process groups. torch.distributed.new_group must be called by every
     rank for every group, in the same order: every rank walks all groups of all scopes."""
     import torch.distributed as dist
 
     out = {}
+    world = topo.world_size
     for name in scopes:
-        scope = describe(name, sites, intra, inter, rank, emulate)
+        scope = describe(name, topo, rank, emulate)
         for members in scope.groups:
-            group = None if len(members) == len(sites) else dist.new_group(members)
+            group = None if len(members) == world else dist.new_group(members)
             if members == scope.mine:
                 scope.group = group
         out[name] = scope

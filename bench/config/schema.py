@@ -7,6 +7,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
+from bench.config.network import LinkConfig, NcclConfig, NetworkConfig, NodeConfig  # noqa: F401
+
 
 @dataclass
 class GroupConfig:
@@ -22,6 +24,9 @@ class GroupConfig:
     """Achieved / peak FLOP/s for this group (null: the device model's default, bench/costs)."""
     floor_ms: Optional[float] = None
     """Forward + backward launch floor in device ms for this model (null: the model's default)."""
+    gpus_per_node: Optional[int] = None
+    """GPUs per node for this group's ranks (null: the catalog's node, e.g. 8 for H100 SXM, 72
+    for GB200 NVL72). Ranks of one group fill its nodes; groups never share a node."""
 
 
 @dataclass
@@ -31,21 +36,6 @@ class ClusterConfig:
     """World size = sum of counts; ranks are numbered group by group."""
     world_size: Optional[int] = None
     """Optional explicit world size, checked against the groups."""
-
-
-@dataclass
-class LinkConfig:
-    latency_ms: float = 0.0
-    bandwidth_gbps: Optional[float] = None
-    """Gigabits per second; null means no limit."""
-    jitter_ms: float = 0.0
-
-
-@dataclass
-class NetworkConfig:
-    name: str = "custom"
-    intra_site: LinkConfig = field(default_factory=LinkConfig)
-    inter_site: LinkConfig = field(default_factory=LinkConfig)
 
 
 @dataclass

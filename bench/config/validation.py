@@ -136,6 +136,24 @@ def _validate_network(cfg: DictConfig) -> None:
         if spec.bandwidth_gbps is not None and spec.bandwidth_gbps <= 0:
             raise ConfigError(f"network.{link}.bandwidth_gbps", spec.bandwidth_gbps,
                               "use a positive number, or null for no limit")
+    _validate_nccl(cfg)
+
+
+def _validate_nccl(cfg: DictConfig) -> None:
+    """network.nccl.* and network.node.* name things NCCL's model knows."""
+    from bench.costs import nccl
+
+    choices = {"network.nccl.algo": ("auto", *nccl.ALGOS), "network.nccl.proto": ("auto", *nccl.PROTOS),
+               "network.node.generation": (None, *nccl.GENERATIONS),
+               "network.node.interconnect": (None, "nvlink", "pci")}
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(key, value, "use one of " + ", ".join(str(a) for a in allowed if a))
+    for group in cfg.cluster.groups:
+        per_node = group.get("gpus_per_node")
+        if per_node is not None and int(per_node) < 1:
+            raise ConfigError("cluster.groups[].gpus_per_node", per_node, "use 1 or more (null: the catalog's node)")
 
 
 MAX_LOCAL_RANKS = 256  # one process per rank on one machine

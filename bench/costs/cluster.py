@@ -2,7 +2,10 @@
 device and site (numbered group by group, the contract), its group, the model's vocabulary."""
 from __future__ import annotations
 
+import numpy as np
+
 from bench import hardware
+from bench.errors import ConfigError
 
 
 def world_size(cfg) -> int:
@@ -32,3 +35,21 @@ def group_of(cfg, rank: int):
 def vocab_size(cfg) -> int:
     """Tokens the model embeds: 256 bytes for text, else the Markov chain's vocabulary."""
     return 256 if cfg.data.kind == "text" else int(cfg.data.vocab_size)
+
+
+def scaled_counts(cfg, world_size: int | None) -> list[int]:
+    """Group counts, scaled to `world_size` ranks in the configured proportions (largest
+    remainders), every group keeping at least one rank."""
+    counts = [int(g.count) for g in cfg.cluster.groups]
+    if not world_size or world_size == sum(counts):
+        return counts
+    if world_size < len(counts):
+        raise ConfigError("predict.world_size", world_size,
+                          f"use at least one rank per group ({len(counts)})")
+    share = np.array(counts, dtype=float) * world_size / sum(counts)
+    out = np.maximum(1, np.floor(share)).astype(int)
+    while out.sum() < world_size:  # the largest shortfall against its share gets the next rank
+        out[np.argmax(share - out)] += 1
+    while out.sum() > world_size:  # the floor of one rank per group overshot
+        out[np.argmax(np.where(out > 1, out - share, -np.inf))] -= 1
+    return [int(v) for v in out]

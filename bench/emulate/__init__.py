@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.costs import links, topology
 from bench.costs.fleet import Fleet
 from bench.costs.links import Link, link_of
 from bench.emulate import compute, gpu, network
@@ -35,7 +36,7 @@ def build(cfg, env, fleet: Fleet, total_numel: int):
     link = NoLink()
     if cfg.emulation.network != "off":
         intra, inter = software_links(cfg)
-        model = network.LinkModel(fleet.sites, intra, inter, cfg.train.seed)
+        model = links.of_config(cfg, topology.build(cfg, intra=intra, inter=inter))
         # Ideal links still get the emulated exchange on a paced (timeline) rank: it ends at the
         # last hand-over, and the real loopback transfer rides in the slack instead of the step.
         kernel = cfg.emulation.network == "kernel"

@@ -1,5 +1,6 @@
 """Link emulation: a comm-hook wrapper that makes each gradient bucket's all-reduce take what the
-configured topology implies (the alpha-beta ring model of bench.costs.links), stretched by the
+configured topology implies (NCCL's tuner model over nodes, NICs and uplinks: bench.costs.links),
+stretched by the
 run's time dilation D.
 
 A ring all-reduce starts when the *last* rank hands its bucket over. Alongside each bucket's real
@@ -29,7 +30,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from bench.costs.links import OUTER_BUCKET, Link, LinkModel, links_in_ring  # noqa: F401 (re-exported)
+from bench.costs.links import OUTER_BUCKET, Link, LinkModel  # noqa: F401 (re-exported)
 
 
 class DelayedLink:
@@ -161,9 +162,10 @@ class DelayedLink:
     def describe(self) -> dict:
         return {"network": "on" if self.model.active else "ideal (exchange on the emulated timeline)",
                 "links_in_ring": [vars(link) for link in self.model.links],
+                "collective_model": self.model.describe(),
                 "inter_site_bandwidth_by": "kernel (tbf)" if self.kernel_tbf else "model",
                 **({"kernel_tbf": self.kernel_tbf} if self.kernel_tbf else {}),
-                "model": "ring all-reduce, 2(W-1) * (mean_hops(alpha) + (n/W)/min_links(beta)) + U(0, 2*jitter); "
+                "model": "NCCL tuner model per bucket (bench.costs.nccl) + U(0, 2*jitter); "
                          "site and hierarchical routes: bench.costs.links",
                 "link_time_scale": self.time_scale}
 

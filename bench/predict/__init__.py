@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.costs import device_times
-from bench.costs.links import Link, LinkModel, link_of
+from bench.costs import device_times, topology
+from bench.costs import links as links_mod
+from bench.costs.links import LinkModel, link_of
 from bench.errors import ConfigError
 from bench.predict import exchange as exchange_mod
 from bench.predict import fleet as fleet_mod
@@ -38,13 +39,15 @@ def noise_of(cfg) -> noise_mod.Noise:
                            samples)
 
 
-def links_of(cfg, sites: list[str]) -> LinkModel:
+def links_of(cfg, counts: list[int] | None = None) -> LinkModel:
+    """The link model of the configured topology, group counts scaled to `counts`."""
     intra, inter = link_of(cfg.network.intra_site), link_of(cfg.network.inter_site)
     if cfg.predict.links_from:  # fitted on real hardware by `hetbench collectives`
         intra, inter = _fitted_links(cfg.predict.links_from)
     if cfg.emulation.network == "off":  # the emulator then injects nothing: neither do we
-        intra, inter = Link(0.0, None, 0.0), Link(0.0, None, 0.0)
-    return LinkModel(sites, intra, inter, cfg.train.seed)
+        sites = topology.build(cfg, counts).sites_per_rank()
+        return LinkModel(topology.flat(sites, topology.IDEAL, topology.IDEAL), cfg.train.seed)
+    return links_mod.of_config(cfg, topology.build(cfg, counts, intra, inter))
 
 
 def _fitted_links(path: str):
@@ -64,7 +67,7 @@ def predict(cfg, world_size: int | None = None) -> dict:
     fleet = fleet_mod.build(cfg, world_size or cfg.predict.world_size)
     plan = exchange_mod.build(cfg)
     noise = noise_of(cfg)
-    links = links_of(cfg, fleet.sites_per_rank())
+    links = links_of(cfg, fleet_mod.scaled_counts(cfg, world_size or cfg.predict.world_size))
     timeline = Timeline(fleet, plan, links, noise, int(cfg.train.log_every))
     steps = timeline.run(range(int(cfg.train.steps)))
     measured = [s for s in steps if s.step >= int(cfg.train.warmup_steps)]

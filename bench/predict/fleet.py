@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from bench import hardware
 from bench.config.schema import GroupConfig
 from bench.costs import balance, device_times
-from bench.errors import ConfigError
+from bench.costs.cluster import scaled_counts  # noqa: F401 (its home: costs)
 
 EXACT_RANKS = 32  # the emulator runs 4-32 ranks; its per-rank split is slow beyond
 
@@ -50,24 +50,6 @@ class Fleet:
         for site, n in zip(self.site, self.count):
             out += [site] * int(n)
         return out
-
-
-def scaled_counts(cfg, world_size: int | None) -> list[int]:
-    """Group counts, scaled to `world_size` ranks in the configured proportions (largest
-    remainders), every group keeping at least one rank."""
-    counts = [int(g.count) for g in cfg.cluster.groups]
-    if not world_size or world_size == sum(counts):
-        return counts
-    if world_size < len(counts):
-        raise ConfigError("predict.world_size", world_size,
-                                     f"use at least one rank per group ({len(counts)})")
-    share = np.array(counts, dtype=float) * world_size / sum(counts)
-    out = np.maximum(1, np.floor(share)).astype(int)
-    while out.sum() < world_size:  # the largest shortfall against its share gets the next rank
-        out[np.argmax(share - out)] += 1
-    while out.sum() > world_size:  # the floor of one rank per group overshot
-        out[np.argmax(np.where(out > 1, out - share, -np.inf))] -= 1
-    return [int(v) for v in out]
 
 
 def build(cfg, world_size: int | None = None) -> Fleet:
