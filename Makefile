@@ -1,6 +1,6 @@
 # Every target sets itself up first (scripts/setup.sh: .venv, torch, hetbench).
 .PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host bench-remedies bench-soak \
-        bench-predict bench-predict-speed
+        bench-predict bench-predict-speed bench-network
 
 setup:
 	@scripts/setup.sh
@@ -38,6 +38,9 @@ bench-soak: setup
 
 bench-predict: setup
 	.venv/bin/python benchmarks/predict_validation.py
+
+bench-network: setup
+	.venv/bin/python benchmarks/network_model.py
 
 bench-predict-speed: setup
 	.venv/bin/python benchmarks/predict_speed.py

@@ -149,6 +149,18 @@ def test_crossings_pay_the_uplink_latency():
     assert extra == pytest.approx(2 * 2000.0)
 
 
+def test_the_ring_plateau_scales_nccls_latency_not_the_uplinks():
+    """tuning.cc's x1.4 multi-node ring plateau is a property of NCCL's kernels: the uplink's
+    milliseconds added on the crossings are not multiplied by it."""
+    comm = _two_sites("aabb", Link(50.0, None, 0.0)).comm()
+    own = nccl.latency_us("all_reduce", "ring", "Simple", _two_sites("aabb", IDEAL).comm())
+    crossings = 6 * 0.5 * 50_000.0
+    assert t("all_reduce", "ring", "Simple", comm, 1 << 30) - t("all_reduce", "ring", "Simple", _two_sites(
+        "aabb", IDEAL).comm(), 1 << 30) == pytest.approx(crossings)
+    assert t("all_reduce", "ring", "Simple", comm, 1 << 30) == pytest.approx(
+        own * 1.4 + crossings + (1 << 30) / (1000 * 370.8 * 32 / 62))
+
+
 def test_groups_fill_their_own_nodes():
     cfg = compose(["cluster=mixed8_two_sites", "network=campus"])
     topo = topology.build(cfg)
@@ -292,3 +304,14 @@ def test_model_table_json(tmp_path):
     world = [r for r in doc["rows"] if r["scope"] == "world"]
     assert world[0]["ranks"] == 100_000 and world[0]["nodes"] > 100_000 / 72
     assert all(math.isfinite(r["time_us"]) and r["time_us"] > 0 for r in doc["rows"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--compare", "/nonexistent/all_reduce_perf.log"], "--compare"),
+    (["--model", "network.calibration=/nonexistent.json"], "network.calibration"),
+    (["--model", "--world-size", "1", "cluster=mixed4"], "--world-size"),
+])
+def test_bad_input_names_the_fix(args, needle):
+    proc = subprocess.run([HETBENCH, "collectives", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

@@ -1,5 +1,5 @@
 """One plot per op and scope: measured time against size (log-log) and, where a link was
-emulated, the alpha-beta model's line. matplotlib is imported inside (Agg backend)."""
+emulated, the collective model's line. matplotlib is imported inside (Agg backend)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +22,7 @@ def _plot(op: str, scope: str, rows: list[dict], out: Path) -> Path:
     ax.loglog(sizes, [r["time"] for r in rows], "o-", label="measured (mean over ranks)")
     model = [(r["size"], r["model_time"]) for r in rows if r.get("model_time")]
     if model:
-        ax.loglog(*zip(*model), "--", label="alpha-beta model (configured link)")
+        ax.loglog(*zip(*model), "--", label="model (NCCL tuner model, configured topology)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("size (B)")
     ax.set_ylabel("time (us)")

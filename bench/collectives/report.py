@@ -14,8 +14,9 @@ from bench import config as config_mod
 from bench.collectives import fit, scopes, spec, table
 from bench.results import files
 
-EMULATION_NOTE = ("Each collective pays the alpha-beta time of its op and scope "
-                  "(bench.costs.links) in real milliseconds, no time dilation (D = 1): the group's "
+EMULATION_NOTE = ("Each collective pays the modelled time of its op and scope "
+                  "(bench.costs.links: NCCL's tuner model on the group's nodes, NICs and uplinks) "
+                  "in real milliseconds, no time dilation (D = 1): the group's "
                   "wire starts when its last rank joins and every rank ends at that start plus "
                   "the model time. This machine's real transfer (Gloo on loopback) runs inside "
                   "that window; where it is slower than the model, the measured time exceeds "

@@ -2,7 +2,7 @@
 
 A row: op, scope, ranks (R), size (B), count (elements), type, redop, root, time (us), algbw and
 busbw (GB/s), iters, warmup; with an emulated link also model_time (us) and model_busbw (GB/s),
-the alpha-beta model's figures for the same row (bench.costs.links), and late_share, the share of
+the collective model's figures for the same row (bench.costs.links), and late_share, the share of
 the timed windows whose real transfer overran the model (mean over ranks; bench.collectives.wire)."""
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def banner(plan: spec.Plan, world: int, sites: dict, links: dict, emulated: bool
     for kind, link in links.items():
         bw = f"{link['bandwidth_gbps']} Gb/s" if link["bandwidth_gbps"] else "unlimited"
         lines.append(f"# {kind}: latency {link['latency_ms']} ms, bandwidth {bw}")
-    lines.append("# links emulated: alpha-beta delay per collective in real ms (D = 1), the real "
+    lines.append("# links emulated: the modelled delay per collective in real ms (D = 1), the real "
                  "transfer inside it; jitter not emulated" if emulated else
                  "# links not emulated: this machine's own transport")
     return lines

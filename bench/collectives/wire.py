@@ -2,7 +2,7 @@
 
 A group's wire starts when its last rank is ready: every rank all-reduces (MAX) the instant it
 was ready, on the clock aligned to rank 0 (bench.rank.dist.measure_clock_offsets), and every rank ends
-at that start plus the alpha-beta time of the op over the group's links. The real collective runs
+at that start plus the modelled time of the op over the group (bench.costs.links). The real collective runs
 inside the window and is not added to it; a real transfer slower than the model ends late and
 the measured time exceeds the model, as it should.
 

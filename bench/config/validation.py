@@ -150,6 +150,11 @@ def _validate_nccl(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(key, value, "use one of " + ", ".join(str(a) for a in allowed if a))
+    calibration = OmegaConf.select(cfg, "network.calibration")
+    if calibration:
+        from bench.costs import topology
+
+        topology.read_calibration(calibration)  # a ConfigError naming the key and the fix
     for group in cfg.cluster.groups:
         per_node = group.get("gpus_per_node")
         if per_node is not None and int(per_node) < 1:

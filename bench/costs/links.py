@@ -79,6 +79,7 @@ class LinkModel:
         self._sites = [t.comm() for t in topo.by_site().values()]
         self._leaders = topo.leaders().comm()
         self._site_tiers = [topo.nic] if any(len(t.nodes) > 1 for t in topo.by_site().values()) else []
+        self._tiers = topo.tiers()  # asked per bucket (jitter): condensed once
 
     @classmethod
     def flat(cls, sites: list[str], intra: Link, inter: Link, seed: int = 0) -> "LinkModel":
@@ -87,15 +88,19 @@ class LinkModel:
 
     @property
     def links(self) -> list[Link]:
-        return self.topo.tiers()
+        return self._tiers
 
     @property
     def active(self) -> bool:
         return self.route_ms("ring", 1.0) > 0 or any(not link.is_ideal for link in self.links)
 
     def choice(self, route: str, nbytes: float, op: str = "all_reduce") -> nccl.Choice:
-        """NCCL's pick for the route's widest collective (the world's, or a site's)."""
-        comm = self._world if route == "ring" else max(self._sites, key=lambda c: c.ranks)
+        """NCCL's pick for the route's deciding collective: the world's (ring), the leaders'
+        across sites (hierarchical), the largest site's (site)."""
+        comm = {"ring": self._world, "hierarchical": self._leaders}.get(
+            route, max(self._sites, key=lambda c: c.ranks))
+        if comm.ranks < 2:  # one site: the hierarchy is the world's all-reduce
+            comm = self._world
         return nccl.choose(op, comm, nbytes, self.algo, self.proto)
 
     def allreduce_ms(self, nbytes: float) -> float:
@@ -132,7 +137,7 @@ class LinkModel:
         return {"model": f"NCCL {nccl.NCCL_VERSION} tuner model (bench.costs.nccl)",
                 "ranks": c.ranks, "nodes": c.nodes, "generation": c.generation,
                 "node_gbs": c.intra_gbs, "inter_node_gbs": c.inter_gbs, "nvls": c.nvls,
-                "algo": self.algo or "auto", "proto": self.proto or "auto"}
+                "forced_algo": self.algo or "auto", "forced_proto": self.proto or "auto"}
 
 
 def of_config(cfg, topo: Topology) -> LinkModel:

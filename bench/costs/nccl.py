@@ -27,7 +27,7 @@ shared uplinks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 NCCL_VERSION = "2.30.7"
@@ -224,8 +224,9 @@ def algo_time_us(op: str, algo: str, proto: str, c: Comm, nbytes: float, count: 
     if bw is not None and algo == "tree" and op == "all_reduce" and 0 <= log_size < 23:
         bw *= TREE_CORRECTION[PROTOS.index(proto)][log_size]
     if (algo == "ring" and proto == "Simple" and c.nodes > 1 and op == "all_reduce"
-            and nbytes / (c.channels * c.ranks) >= 64):
-        lat *= RING_PLATEAU["pre_ampere" if c.generation == "volta" else "ampere_on"]
+            and nbytes / (c.channels * c.ranks) >= 64):  # NCCL's own latency only, not the uplinks'
+        own = latency_us(op, algo, proto, replace(c, uplink_lat_us=0.0))
+        lat = (lat - own) + own * RING_PLATEAU["pre_ampere" if c.generation == "volta" else "ampere_on"]
     transfer = 0.0 if bw is None or bw <= 0 else nbytes / (1000.0 * bw)
     return lat * count + transfer
 

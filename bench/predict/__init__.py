@@ -76,8 +76,18 @@ def predict(cfg, world_size: int | None = None) -> dict:
            "precision": fleet.precision, "workload": device_times.workload_shape(cfg),
            "buckets": len(plan.plain.nbytes), "bucket_bytes": [float(b) for b in plan.plain.nbytes]}
     out.update(summarize(measured, fleet))
+    out["collective"] = _collective(links, plan)
     out["straggler_cost"] = _straggler_cost(fleet, noise)
     return out
+
+
+def _collective(links: LinkModel, plan) -> dict:
+    """What NCCL's tuner picks for the exchange's largest bucket, and over how many nodes."""
+    nbytes = float(max(plan.plain.nbytes, default=0.0))
+    route = plan.plain.route
+    pick = links.choice(route, nbytes)
+    return {**links.describe(), "algo": pick.algo, "proto": pick.proto, "bucket_bytes": nbytes,
+            "bucket_ms": links.route_ms(route, nbytes), "route": route}
 
 
 def _straggler_cost(fleet, noise: noise_mod.Noise) -> dict:

@@ -29,7 +29,7 @@ LATENCY = "network.inter_site.latency_ms"
 COLUMNS = ("world_size", "strategy", "inter_site_latency_ms", "step_ms_p50", "step_ms_mean",
            "tokens_per_s", "efficiency", "efficiency_overall", "slowdown_balance",
            "slowdown_network", "slowdown_total", "ideal_share", "inter_site_bytes_per_step",
-           "straggler_excess_ms", "seconds")
+           "straggler_excess_ms", "algo", "proto", "nodes", "bucket_ms", "seconds")
 
 
 def run_sweep(overrides: list[str], out_root: str | None = None) -> int:
@@ -66,7 +66,10 @@ def _row(point, cfg, result: dict, seconds: float) -> dict:
             "slowdown_network": s["network"], "slowdown_total": s["total"],
             "ideal_share": result["ideal_share"],
             "inter_site_bytes_per_step": result["inter_site_bytes_per_step"],
-            "straggler_excess_ms": result["straggler_cost"]["excess_ms"], "seconds": seconds}
+            "straggler_excess_ms": result["straggler_cost"]["excess_ms"],
+            "algo": result["collective"]["algo"], "proto": result["collective"]["proto"],
+            "nodes": result["collective"]["nodes"], "bucket_ms": result["collective"]["bucket_ms"],
+            "seconds": seconds}
 
 
 def write(out: Path, rows: list[dict], swept: list[str]) -> list[str]:
@@ -121,14 +124,29 @@ def finding_world(rows: list[dict], latency: float) -> str:
     falling = [n for n, pts in lines.items()
                if pts[-1]["efficiency_overall"] < pts[0]["efficiency_overall"]]
     noisy = any(r["straggler_excess_ms"] > 0 for r in rows)
-    causes = "a ring's 2(W-1) latency hops" + (" and the slowest of W ranks both grow" if noisy
-                                                else " grow")
+    causes = "each bucket's latency over more nodes" + (" and the slowest of W ranks both grow"
+                                                         if noisy else " grows")
     why = (f"every strategy loses efficiency as the fleet grows: {causes} with W"
            if len(falling) == len(lines) else
            f"{', '.join(falling) or 'no strategy'} lose(s) efficiency as the fleet grows")
     return (f"Efficiency vs world size at {latency:g} ms between campuses, from {first:,} to "
             f"{last:,} GPUs: {'; '.join(parts)}. At {last:,} GPUs {best} holds up best "
-            f"(step {step:,.0f} ms); {why}.")
+            f"(step {step:,.0f} ms); {why}. {_picks(lines)}")
+
+
+def _picks(lines: dict[str, list[dict]]) -> str:
+    """Which algorithm NCCL's tuner picks for each strategy's largest bucket, smallest to
+    largest world (bench.costs.nccl): the tree's latency grows with log2(nodes), the ring's
+    with the nodes themselves, so the pick moves to trees as the fleet grows."""
+    if not all("algo" in p for pts in lines.values() for p in pts):
+        return ""
+    parts = []
+    for name, pts in lines.items():
+        a, b = pts[0], pts[-1]
+        parts.append(f"{name} {a['algo']}/{a['proto']} ({a['bucket_ms']:.1f} ms a bucket over "
+                     f"{a['nodes']:,} nodes) -> {b['algo']}/{b['proto']} ({b['bucket_ms']:.1f} ms "
+                     f"over {b['nodes']:,})")
+    return "NCCL's tuner model picks, per largest bucket: " + "; ".join(parts) + "."
 
 
 def finding_latency(rows: list[dict], world: int) -> str:
