@@ -18,8 +18,11 @@ from bench.config import compose
 from bench.costs import links, nccl, topology
 from bench.costs.topology import IDEAL, Link, Node
 
-H100 = topology.NODES["H100-SXM"]  # 18 NVLink4 x 20.6 GB/s = 370.8 GB/s, 32 channels, NVLS
+H100 = topology.NODES["H100-SXM"]  # 18 NVLink4 x 20.6 GB/s = 370.8 GB/s, NVLS
 NIC400 = Link(0.0, 400.0, 0.0)  # 50 GB/s per NIC, one per GPU: 400 GB/s out of a node of 8
+# NCCL's graphs (search.cc; bench.costs.nccl_graph): one node, ring/tree 6 x 60 GB/s doubled to
+# 12 x 30 = 360; NVLS 8 channels, bwIntra 40, bwInter 60. Across nodes, a channel per NIC at the
+# NIC's rate or the fabric's share: 8 x min(50, 370.8 / 8) = 8 x 46.35 = 370.8.
 HETBENCH = str(Path(sys.executable).with_name("hetbench"))
 
 
@@ -35,26 +38,27 @@ def t(op, algo, proto, comm, nbytes):
 
 def test_one_node_ring_ll():
     # latency: base 6.6 + nsteps 14 x NVLink ring LL 0.6; bandwidth: min(llMaxBw Hopper-N1 141,
-    # 370.8 x 0.5) = 141, x ranks / nsteps = 8 / 14
+    # 360 x 0.5) = 141, x ranks / nsteps = 8 / 14
     expected = 6.6 + 14 * 0.6 + 65536 / (1000 * 141.0 * 8 / 14)
     assert t("all_reduce", "ring", "LL", h100_nodes(1), 65536) == pytest.approx(expected)
 
 
 def test_one_node_tree_ll128():
-    # latency: 14.0 + 2 x (7 x 1.25); bandwidth: min(370.8 x .92, 32 x 38.7), then LL128
-    # min(x 7/9, 32 x 36.7), x 0.5, x treeCorrectionFactor[LL128][log2(1 MiB / 64) = 14] = .6
-    bw = min(min(370.8 * 0.92, 32 * 38.7) * 7 / 9, 32 * 36.7) * 0.5 * 0.6
+    # latency: 14.0 + 2 x (7 x 1.25); bandwidth: min(360 x .92, 12 x 38.7), then LL128
+    # min(x 7/9, 12 x 36.7), x 0.5, x treeCorrectionFactor[LL128][log2(1 MiB / 64) = 14] = .6
+    bw = min(min(360 * 0.92, 12 * 38.7) * 7 / 9, 12 * 36.7) * 0.5 * 0.6
     expected = 14.0 + 2 * 7 * 1.25 + (1 << 20) / (1000 * bw)
     assert t("all_reduce", "tree", "LL128", h100_nodes(1), 1 << 20) == pytest.approx(expected)
 
 
 def test_one_node_nvls_simple():
-    # latency: NVLink NVLS Simple 25; bandwidth: 370.8 x nvlsEfficiency[Hopper] .85 x 31/32 x 2
-    # (all-reduce pipelines two operations), x ranks / nsteps
-    bw = 370.8 * 0.85 * 31 / 32 * 2 * 8 / 14
+    # latency: NVLink NVLS Simple 25; bandwidth: 8 channels x min(bwIntra 40 x nvlsEfficiency
+    # [Hopper] .85 x 7/8 x 2 (all-reduce pipelines two operations), bwInter 60), x ranks / nsteps
+    bw = 8 * min(40 * 0.85 * 7 / 8 * 2, 60) * 8 / 14
     assert t("all_reduce", "nvls", "Simple", h100_nodes(1), 256 << 20) == \
         pytest.approx(25 + (256 << 20) / (1000 * bw))
-    # and NCCL's tuner runs it for large all-reduces on an NVSwitch node (~1.6x the ring's busbw)
+    # and NCCL's tuner runs it for large all-reduces on an NVSwitch node (476 / 360 = 1.32x the
+    # ring's busbw; published nccl-tests on HGX H200: ~1.3x)
     assert nccl.choose("all_reduce", h100_nodes(1), 256 << 20).algo == "nvls"
 
 
@@ -83,24 +87,24 @@ def test_two_nodes_nvls_needs_collnet():
 # --- sixteen nodes (128 ranks) -------------------------------------------------------------------
 
 def test_sixteen_nodes_tree_simple():
-    # latency 8.4 + 2 x (7 x 4.0 + log2(16) x 14); bandwidth min(370.8 x .92, 32 x 36.0) x .5,
+    # latency 8.4 + 2 x (7 x 4.0 + log2(16) x 14); bandwidth min(370.8 x .92, 8 x 36.0) x .5,
     # correction[Simple][log2(16 MiB / 64) = 18] = .7
-    bw = min(370.8 * 0.92, 32 * 36.0) * 0.5 * 0.7
+    bw = min(370.8 * 0.92, 8 * 36.0) * 0.5 * 0.7
     expected = 8.4 + 2 * (7 * 4.0 + 4 * 14.0) + (16 << 20) / (1000 * bw)
     assert t("all_reduce", "tree", "Simple", h100_nodes(16), 16 << 20) == pytest.approx(expected)
 
 
 def test_sixteen_nodes_ring_ll128():
     # nsteps 254, nInter 30: 14.0 + 224 x 1.9 + 30 x NET ring LL128 4.0;
-    # bandwidth min(370.8 x .92, 32 x 36.7) x 128 / 254
-    expected = 14.0 + 224 * 1.9 + 30 * 4.0 + (1 << 20) / (1000 * 370.8 * 0.92 * 128 / 254)
+    # bandwidth min(370.8 x .92, 8 x 36.7) x 128 / 254
+    expected = 14.0 + 224 * 1.9 + 30 * 4.0 + (1 << 20) / (1000 * min(370.8 * 0.92, 8 * 36.7) * 128 / 254)
     assert t("all_reduce", "ring", "LL128", h100_nodes(16), 1 << 20) == pytest.approx(expected)
 
 
 def test_sixteen_nodes_nvls_tree():
-    # latency NVLink NVLS-tree 25 + 2 x log2(16) x NET NVLS-tree 20.9; bandwidth min(NVLS intra
-    # 370.8 x .85 x 31/32 x 2, the NICs' 400, 32 x 45.5) x 128 / 254
-    expected = 25 + 2 * 4 * 20.9 + (256 << 20) / (1000 * 400.0 * 128 / 254)
+    # latency NVLink NVLS-tree 25 + 2 x log2(16) x NET NVLS-tree 20.9; bandwidth 8 channels x
+    # min(bwIntra 40 x .85 x 7/8 x 2, the NIC's 50, perChMaxNVLSTreeBw 45.5) x 128 / 254
+    expected = 25 + 2 * 4 * 20.9 + (256 << 20) / (1000 * 8 * 45.5 * 128 / 254)
     assert t("all_reduce", "nvls_tree", "Simple", h100_nodes(16), 256 << 20) == pytest.approx(expected)
 
 
@@ -127,11 +131,11 @@ def test_a_shared_uplink_divides_among_the_flows_that_cross_it():
     n, ranks = 1 << 30, 32
     for order, share in (("aabb", 12.5), ("abab", 12.5 / 2)):
         comm = _two_sites(order, uplink).comm()
-        assert comm.inter_gbs == pytest.approx(share)
+        assert comm.uplink_gbs == pytest.approx(share)
         transfer = t("all_reduce", "ring", "Simple", comm, 2 * n) - t("all_reduce", "ring", "Simple", comm, n)
         assert transfer == pytest.approx(n / (1000 * share * ranks / (2 * (ranks - 1))))
     leaders = _two_sites("aabb", uplink).leaders().comm()
-    assert (leaders.ranks, leaders.inter_gbs) == (2, pytest.approx(12.5))
+    assert (leaders.ranks, leaders.uplink_gbs) == (2, pytest.approx(12.5))
     # so the hierarchical route moves a gigabyte across sites ~2x faster than the flat ring
     model = links.LinkModel(_two_sites("aabb", uplink), seed=0)
     assert model.route_ms("hierarchical", n) < 0.6 * model.route_ms("ring", n)
@@ -277,7 +281,7 @@ def test_fit_recovers_an_injected_nic():
 def test_compare_writes_a_calibration_runs_and_predictions_use(tmp_path):
     sizes = [1 << k for k in range(15, 31, 3)]
     truth = topology.Topology((Node("a", 8, topology.replace(topology.NODES["A100-80GB"], hop_us=3.0,
-                                                             gbs_per_gpu=200.0)),), IDEAL, IDEAL)
+                                                             graph_gbs=200.0)),), IDEAL, IDEAL)
     rows = [(n, links.collective_ms("all_reduce", truth, n) * 1e3) for n in sizes]
     path = tmp_path / "all_reduce_perf.log"
     path.write_text(nccl_tests_log("all_reduce", ["dgx"] * 8, "NVIDIA A100-SXM4-80GB", rows))
@@ -287,10 +291,10 @@ def test_compare_writes_a_calibration_runs_and_predictions_use(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "fitted node tier" in proc.stdout
     cal = json.loads(out.read_text())
-    assert (cal["hop_us"], cal["gbs_per_gpu"]) == pytest.approx((3.0, 200.0), rel=0.05)
+    assert (cal["hop_us"], cal["graph_gbs"]) == pytest.approx((3.0, 200.0), rel=0.05)
     cfg = compose(["cluster.groups=[{device: A100, count: 8}]", f"network.calibration={out}"])
     fitted = topology.build(cfg).nodes[0].spec
-    assert (fitted.hop_us, fitted.gbs_per_gpu) == (cal["hop_us"], cal["gbs_per_gpu"])
+    assert (fitted.hop_us, fitted.graph_gbs) == (cal["hop_us"], cal["graph_gbs"])
 
 
 def test_model_table_json(tmp_path):

@@ -2,8 +2,9 @@
 collectives` run's collectives.json) against the one collective model, size by size, and a
 fitted correction of the tier the log exercised:
 
-  node  one host: the node fabric's bandwidth per GPU (GB/s) and an extra latency per
-        intra-node hop (us, on top of NCCL's own hardware latency)
+  node  one host: the ring's bus bandwidth inside the node (GB/s, in place of NCCL's graph
+        search's channels x speed) and an extra latency per intra-node hop (us, on top of
+        NCCL's own hardware latency)
   nic   several hosts: the NIC's latency (ms) and bandwidth per NIC (Gb/s), network.intra_site
 
 `--out FILE` writes the correction as a calibration that `network.calibration=FILE` applies to
@@ -37,8 +38,8 @@ def tier_model(log: nccl_tests.Log, topo: Topology, tier: str):
     sizes = [r["size"] for r in log.rows]
 
     def model(a: float, b: float) -> np.ndarray:
-        if tier == "node":  # a: extra hop latency (us); b: 1 / GB/s per GPU
-            nodes = tuple(Node(n.site, n.ranks, replace(n.spec, hop_us=a, gbs_per_gpu=1 / b))
+        if tier == "node":  # a: extra hop latency (us); b: 1 / the ring's bus GB/s
+            nodes = tuple(Node(n.site, n.ranks, replace(n.spec, hop_us=a, graph_gbs=1 / b))
                           for n in topo.nodes)
             t = replace(topo, nodes=nodes)
         else:  # a: NIC latency (ms); b: 1 / Gb/s
@@ -63,7 +64,7 @@ def calibrate(log: nccl_tests.Log, topo: Topology) -> dict:
            "device": next((d for d in log.devices if d), None),
            "rms_relative_error": float(np.sqrt(np.mean(((fitted - times) / times) ** 2)))}
     if tier == "node":
-        out.update(hop_us=a, gbs_per_gpu=1 / b)
+        out.update(hop_us=a, graph_gbs=1 / b)
     else:
         out.update(latency_ms=a, bandwidth_gbps=1 / b)
     return out
@@ -117,7 +118,7 @@ def main(cfg, path: str, op: str | None, out: str | None, as_json: bool) -> int:
         print(f"  {r['bytes']:>12} {r['measured_us']:>12.1f} {r['model_us']:>10.1f} "
               f"{r['measured_busbw']:>10.2f} {r['model_busbw']:>11.2f} {err:>7} {r['algo']:>6} "
               f"{r['proto']:>6} {r['calibrated_us']:>14.1f}")
-    fitted = ", ".join(f"{k} {cal[k]:.4g}" for k in ("hop_us", "gbs_per_gpu", "latency_ms",
+    fitted = ", ".join(f"{k} {cal[k]:.4g}" for k in ("hop_us", "graph_gbs", "latency_ms",
                                                      "bandwidth_gbps") if k in cal)
     print(f"# fitted {cal['tier']} tier: {fitted} (rms relative error {cal['rms_relative_error']:.1%})"
           + (f"; written to {out} (network.calibration={out})" if out else ""))

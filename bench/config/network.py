@@ -23,7 +23,9 @@ class NodeConfig:
     """nvlink | pci."""
     gbs_per_gpu: Optional[float] = None
     """Intra-node bus bandwidth per GPU, GB/s (NCCL's: NVLink links x per-link bandwidth)."""
-    channels: Optional[int] = None
+    cc: Optional[int] = None
+    """Compute capability x 10 (80 A100, 89 L40S, 90 H100/H200, 100 B200): NCCL's LL128 and
+    channel rules."""
     nvls: Optional[bool] = None
     """NVLink SHARP (NVSwitch multicast), Hopper and later."""
     nics_per_gpu: Optional[float] = None

@@ -134,9 +134,12 @@ class LinkModel:
 
     def describe(self) -> dict:
         c = self._world
+        graph = nccl.ring_graph(c)
         return {"model": f"NCCL {nccl.NCCL_VERSION} tuner model (bench.costs.nccl)",
                 "ranks": c.ranks, "nodes": c.nodes, "generation": c.generation,
-                "node_gbs": c.intra_gbs, "inter_node_gbs": c.inter_gbs, "nvls": c.nvls,
+                "channels": graph.channels if graph else None,
+                "channel_gbs": graph.bw_intra if graph else None, "nic_gbs": c.nic_gbs,
+                "uplink_share_gbs": c.uplink_gbs, "nvls": c.nvls,
                 "forced_algo": self.algo or "auto", "forced_proto": self.proto or "auto"}
 
 

@@ -58,32 +58,35 @@ def link_of(spec) -> Link:
 class NodeSpec:
     """One node's fabric as NCCL sees it. gbs_per_gpu: NCCL's NVLink bandwidth per link
     (NCCL 2.30.7 src/graph/topo.h: SM80 20.0, SM90 20.6, SM100 40.1 GB/s) x the GPU's links, or
-    its PCI figure; channels: the rings NCCL builds (assumed: two per NVLink, at most 32)."""
+    its PCI figure; cc: compute capability x 10 (LL128's and channel duplication's rules); the
+    channels are NCCL's graph search's (bench.costs.nccl_graph)."""
     generation: str
     interconnect: str  # nvlink | pci
     gpus: int
     gbs_per_gpu: float
-    channels: int
+    cc: int
     nvls: bool
     nics_per_gpu: float = 1.0
     source: str = ""
     hop_us: float = 0.0  # added to NCCL's intra-node hop latency (a fitted correction)
+    x86: bool = True  # the host CPU (GB200's Grace is Arm)
+    graph_gbs: Optional[float] = None  # a calibration's ring bus bandwidth (replaces the search's)
 
 
 _NV = "NVIDIA datasheet link count x NCCL topo.h per-link bandwidth"
 NODES: dict[str, NodeSpec] = {
-    "V100": NodeSpec("volta", "nvlink", 8, 6 * 20.0, 12, False, 0.5, "DGX-1V: 6 NVLink2; " + _NV),
-    "A100-40GB": NodeSpec("ampere", "nvlink", 8, 12 * 20.0, 24, False, 1.0, "DGX A100: 12 NVLink3; " + _NV),
-    "A100-80GB": NodeSpec("ampere", "nvlink", 8, 12 * 20.0, 24, False, 1.0, "DGX A100: 12 NVLink3; " + _NV),
-    "H100-SXM": NodeSpec("hopper", "nvlink", 8, 18 * 20.6, 32, True, 1.0, "DGX H100: 18 NVLink4, NVSwitch (NVLS); " + _NV),
-    "H100-PCIe": NodeSpec("hopper", "pci", 8, 24.0, 2, False, 0.5, "PCIe Gen5 host bridge, NCCL PCI path (assumed 24 GB/s)"),
-    "H200": NodeSpec("hopper", "nvlink", 8, 18 * 20.6, 32, True, 1.0, "HGX H200: 18 NVLink4, NVSwitch (NVLS); " + _NV),
-    "B200": NodeSpec("blackwell", "nvlink", 8, 18 * 40.1, 32, True, 1.0, "HGX B200: 18 NVLink5, NVSwitch (NVLS); " + _NV),
-    "GB200": NodeSpec("blackwell", "nvlink", 72, 18 * 40.1, 32, True, 1.0, "GB200 NVL72: one 72-GPU NVLink domain; " + _NV),
-    "L40S": NodeSpec("ampere", "pci", 8, 24.0, 2, False, 0.5, "PCIe Gen4 x16, no NVLink (sm89 uses Ampere's row)"),
-    "MI300X": NodeSpec("hopper", "nvlink", 8, 7 * 64.0, 32, False, 1.0, "7 Infinity Fabric links x 64 GB/s (AMD datasheet); RCCL ~ NCCL's model"),
+    "V100": NodeSpec("volta", "nvlink", 8, 6 * 20.0, 70, False, 0.5, "DGX-1V: 6 NVLink2; " + _NV),
+    "A100-40GB": NodeSpec("ampere", "nvlink", 8, 12 * 20.0, 80, False, 1.0, "DGX A100: 12 NVLink3; " + _NV),
+    "A100-80GB": NodeSpec("ampere", "nvlink", 8, 12 * 20.0, 80, False, 1.0, "DGX A100: 12 NVLink3; " + _NV),
+    "H100-SXM": NodeSpec("hopper", "nvlink", 8, 18 * 20.6, 90, True, 1.0, "DGX H100: 18 NVLink4, NVSwitch (NVLS); " + _NV),
+    "H100-PCIe": NodeSpec("hopper", "pci", 8, 24.0, 90, False, 0.5, "PCIe Gen5 host bridge, NCCL PCI path (assumed 24 GB/s)"),
+    "H200": NodeSpec("hopper", "nvlink", 8, 18 * 20.6, 90, True, 1.0, "HGX H200: 18 NVLink4, NVSwitch (NVLS); " + _NV),
+    "B200": NodeSpec("blackwell", "nvlink", 8, 18 * 40.1, 100, True, 1.0, "HGX B200: 18 NVLink5, NVSwitch (NVLS); " + _NV),
+    "GB200": NodeSpec("blackwell", "nvlink", 72, 18 * 40.1, 100, True, 1.0, "GB200 NVL72: one 72-GPU NVLink domain, Grace (Arm) hosts; " + _NV, x86=False),
+    "L40S": NodeSpec("ampere", "pci", 8, 24.0, 89, False, 0.5, "PCIe Gen4 x16, no NVLink (sm89 uses Ampere's row)"),
+    "MI300X": NodeSpec("hopper", "nvlink", 8, 7 * 64.0, 90, False, 1.0, "7 Infinity Fabric links x 64 GB/s (AMD datasheet); RCCL ~ NCCL's model"),
 }
-GENERIC = NodeSpec("hopper", "nvlink", 8, 18 * 20.6, 32, False, 1.0, "unknown device: H100's node without NVLS")
+GENERIC = NodeSpec("hopper", "nvlink", 8, 18 * 20.6, 90, False, 1.0, "unknown device: H100's node without NVLS")
 
 
 def node_spec(device: Optional[str], override=None) -> NodeSpec:
@@ -150,27 +153,25 @@ def _comm(t: Topology) -> nccl.Comm:
     specs = [n.spec for n in nodes]
     gens = [nccl.GENERATIONS.index(s.generation) for s in specs]
     shared = [n.spec for n in nodes if n.ranks > 1]
-    intra = min((s.gbs_per_gpu for s in shared), default=None)
     crossings, busiest = _ring_crossings([n.site for n in nodes])
     n_sites = len({n.site for n in nodes})
-    nic_ideal, up_ideal = t.nic.is_ideal, t.uplink.is_ideal or n_sites < 2
-    inter = None if nic_ideal or t.nic.gbs is None else \
-        min(n.ranks * n.spec.nics_per_gpu * t.nic.gbs for n in nodes)
-    if not up_ideal and t.uplink.gbs is not None:  # every flow leaving the site shares its uplink
-        share = t.uplink.gbs / max(busiest, 1)
-        inter = share if inter is None else min(inter, share)
+    up_ideal = t.uplink.is_ideal or n_sites < 2
+    share = None if up_ideal or t.uplink.gbs is None else t.uplink.gbs / max(busiest, 1)
     return nccl.Comm(
         ranks=ranks, nodes=len(nodes), generation=nccl.GENERATIONS[min(gens)],
+        cc_min=min(s.cc for s in specs), same_cc=len({s.cc for s in specs}) == 1,
         intra_hw="pci" if any(s.interconnect == "pci" for s in shared) else "nvlink",
-        intra_gbs=intra, inter_gbs=inter, channels=min(s.channels for s in specs),
-        nvls=all(n.spec.nvls and n.ranks > 1 for n in nodes),  # NVLS needs 2+ local ranks
-        same_generation=len(set(gens)) == 1,
+        intra_gbs=min((s.gbs_per_gpu for s in shared), default=None),
+        nic_gbs=t.nic.gbs, nics=max(1, int(min(n.ranks * n.spec.nics_per_gpu for n in nodes))),
+        uplink_gbs=share, nvls=all(s.nvls for s in specs),
+        min_ppn=min(n.ranks for n in nodes), x86=all(s.x86 for s in specs),
         net_lat_us=t.nic.latency_ms * 1000.0,
         intra_extra_us=max((s.hop_us for s in shared), default=0.0),
+        graph_gbs=min((s.graph_gbs for s in shared if s.graph_gbs), default=None),
         crossing_share=crossings / len(nodes) if n_sites > 1 else 0.0,
         site_levels=math.ceil(math.log2(n_sites)) if n_sites > 1 else 0,
         uplink_lat_us=0.0 if up_ideal else t.uplink.latency_ms * 1000.0,
-        net_ideal=nic_ideal)
+        net_ideal=t.nic.is_ideal)
 
 
 def _ring_crossings(sites: list[str]) -> tuple[int, int]:
@@ -227,7 +228,7 @@ def apply_calibration(topo: Topology, cal: dict) -> Topology:
         return replace(topo, nic=Link(float(cal["latency_ms"]), float(cal["bandwidth_gbps"]),
                                       topo.nic.jitter_ms))
     spec = NODES.get(cal.get("device") or "")
-    fitted = {"hop_us": float(cal["hop_us"]), "gbs_per_gpu": float(cal["gbs_per_gpu"])}
+    fitted = {"hop_us": float(cal["hop_us"]), "graph_gbs": float(cal["graph_gbs"])}
     return replace(topo, nodes=tuple(
         replace(n, spec=replace(n.spec, **fitted)) if spec is None or n.spec == spec else n
         for n in topo.nodes))
