@@ -7,6 +7,9 @@ from collections import defaultdict
 import numpy as np
 import pytest
 from conftest import read_json, read_records, run_hetbench
+from omegaconf import OmegaConf
+
+from bench.costs import links, topology
 
 pytestmark = pytest.mark.slow
 
@@ -43,15 +46,21 @@ def test_overrunning_the_pacing_target_is_counted_and_warned_with_the_fix(out_ro
     assert "over its pacing target" in output and "emulation.reference_scale" in output
 
 
-def _expected_injected(rec: dict, world: int, latency_ms: float, gbps: float, jitter_ms: float,
-                       seed: int, crossings: int) -> float:
-    """The README's formula, written out again independently of bench.emulate: `crossings` of
-    the ring's `world` hops go over the inter-site link (latency_ms), the others are ideal."""
+def _modelled(run_dir):
+    """The run's own network model, built from its config.yaml by bench.costs (not by
+    bench.emulate): NCCL's tuner model, whose arithmetic tests/test_nccl_model.py checks by
+    hand. Here the check is that the emulator injects exactly that, bucket by bucket."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    return links.of_config(cfg, topology.build(cfg))
+
+
+def _expected_injected(rec: dict, model, jitter_ms: float, seed: int) -> float:
+    """Per bucket: the model's all-reduce time plus U(0, 2 x jitter) drawn from the documented
+    seed (seed, step, bucket)."""
     total = 0.0
     for bucket, nbytes in enumerate(rec["bucket_bytes"]):
-        per_step = latency_ms * crossings / world + (nbytes / world) * 8 / (gbps * 1e9) * 1e3
         jitter = np.random.default_rng([seed, rec["step"], bucket]).uniform(0, 2 * jitter_ms)
-        total += 2 * (world - 1) * per_step + jitter
+        total += model.route_ms("ring", nbytes) + (jitter if jitter_ms else 0.0)
     return total
 
 
@@ -68,10 +77,10 @@ def linked_run(tmp_path_factory):
 
 
 def test_injected_delay_equals_the_documented_formula(linked_run):
-    records = read_records(linked_run)
+    records, model = read_records(linked_run), _modelled(linked_run)
     assert any(len(r["bucket_bytes"]) > 1 for r in records), "want several buckets per step"
     for rec in records:
-        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 3, 3.0, 1.0, 1.0, 0, crossings=2),
+        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, model, 1.0, 0),
                                                    rel=1e-9, abs=1e-9)
 
 
@@ -87,15 +96,16 @@ def test_injected_delay_is_really_waited_for(linked_run):
     """The delay is applied after the real transfer: the exchange left exposed after the last
     rank is ready is at least the delay injected for the last bucket."""
     records = [r for r in read_records(linked_run) if not r["warmup"]]
-    slack = [r["transfer_ms"] - _last_bucket_delay(r) for r in records]
+    model = _modelled(linked_run)
+    slack = [r["transfer_ms"] - _last_bucket_delay(r, model) for r in records]
     assert np.median(slack) >= -0.5
 
 
-def _last_bucket_delay(rec: dict) -> float:
+def _last_bucket_delay(rec: dict, model) -> float:
     nbytes = rec["bucket_bytes"][-1]
     bucket = len(rec["bucket_bytes"]) - 1
     jitter = np.random.default_rng([0, rec["step"], bucket]).uniform(0, 2.0)
-    return 4 * (2 * 3.0 / 3 + nbytes / 3 * 8 / 1e9 * 1e3) + jitter  # a,a,b: 2 of 3 hops at 3 ms
+    return model.route_ms("ring", nbytes) + jitter
 
 
 def test_same_seed_gives_the_same_losses_with_emulation_on_and_off(out_root):
@@ -123,7 +133,7 @@ def test_without_pacing_the_link_delays_after_the_real_transfer(out_root):
     assert rc == 0, output
     summary = read_json(run_dir / "summary.json")
     assert summary["time_base"] == "wall" and summary["time_scale"] == 1.0
-    records = [r for r in read_records(run_dir) if not r["warmup"]]
+    records, model = [r for r in read_records(run_dir) if not r["warmup"]], _modelled(run_dir)
     for rec in records:
-        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, 2, 5.0, 100.0, 0.0, 0, crossings=2))
+        assert rec["injected_ms"] == pytest.approx(_expected_injected(rec, model, 0.0, 0))
     assert np.median([r["transfer_ms"] - r["injected_ms"] for r in records]) >= 0.0
