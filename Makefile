@@ -1,6 +1,6 @@
 # Every target sets itself up first (scripts/setup.sh: .venv, torch, hetbench).
 .PHONY: setup run test test-fast bench-overhead bench-fidelity bench-host bench-remedies bench-soak \
-        bench-predict bench-predict-speed bench-network
+        bench-predict bench-predict-speed bench-network bench-device-model
 
 setup:
 	@scripts/setup.sh
@@ -44,3 +44,6 @@ bench-network: setup
 
 bench-predict-speed: setup
 	.venv/bin/python benchmarks/predict_speed.py
+
+bench-device-model: setup
+	.venv/bin/python benchmarks/device_model.py

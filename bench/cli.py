@@ -9,6 +9,7 @@
   hetbench predict [overrides...]      the same numbers from the models, for any world size
   hetbench predict --from RUN_DIR      re-predict a finished run, measured vs predicted
   hetbench predict -m a=1,2 b=x,y      a sweep of predictions, with plots and findings
+  hetbench devices [overrides...]      the device model's times on every catalog device
 """
 from __future__ import annotations
 
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="links fitted by `hetbench collectives` in place of network.* "
                            "(the same as predict.links_from=...)")
     pred.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    dev = sub.add_parser("devices", help="the device model's times for the configured model on "
+                         "every catalog device", description="Forward, backward and optimizer "
+                         "device ms, MFU and regime (launch- or compute-bound) per catalog "
+                         "device, for the configured model, batch, precision and stack.")
+    dev.add_argument("--json", action="store_true", help="print one JSON object")
+    dev.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     return parser
 
 
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.collectives.driver import main as collectives_main
 
             return collectives_main(args)
+        if args.command == "devices":
+            from bench.predict.device_table import main as devices_main
+
+            return devices_main(args)
         if args.command == "calibrate":
             from bench.driver.calibrate import calibrate_main
 

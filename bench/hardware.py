@@ -23,6 +23,7 @@ class GPUSpec:
     mem_bw_gbs: float
     mem_gb: float
     bf16_native: bool
+    sms: int  # streaming multiprocessors (AMD: compute units): one matmul tile each at a time
 
     def peak_tflops(self, dtype: str) -> Optional[float]:
         return {"bf16": self.bf16_tflops, "fp16": self.fp16_tflops,
@@ -31,28 +32,28 @@ class GPUSpec:
 
 _SPECS = [
     # NVIDIA Tesla V100 SXM2 datasheet (2020): 125 TFLOPS tensor (fp16), 15.7 fp32, 900 GB/s, 32 GB.
-    GPUSpec("V100", None, 125.0, None, 15.7, 900.0, 32.0, False),
+    GPUSpec("V100", None, 125.0, None, 15.7, 900.0, 32.0, False, 80),
     # NVIDIA A100 datasheet (2021), SXM: bf16/fp16 312, tf32 156, fp32 19.5 (dense);
     # 40 GB: 1,555 GB/s; 80 GB: 2,039 GB/s.
-    GPUSpec("A100-40GB", 312.0, 312.0, 156.0, 19.5, 1555.0, 40.0, True),
-    GPUSpec("A100-80GB", 312.0, 312.0, 156.0, 19.5, 2039.0, 80.0, True),
+    GPUSpec("A100-40GB", 312.0, 312.0, 156.0, 19.5, 1555.0, 40.0, True, 108),
+    GPUSpec("A100-80GB", 312.0, 312.0, 156.0, 19.5, 2039.0, 80.0, True, 108),
     # NVIDIA H100 datasheet (2023): SXM bf16/fp16 989, tf32 494, fp32 67, 3.35 TB/s, 80 GB;
     # PCIe bf16/fp16 756, tf32 378, fp32 51, 2.0 TB/s, 80 GB. (Datasheet lists 2x with sparsity.)
-    GPUSpec("H100-SXM", 989.0, 989.0, 494.0, 67.0, 3350.0, 80.0, True),
-    GPUSpec("H100-PCIe", 756.0, 756.0, 378.0, 51.0, 2000.0, 80.0, True),
+    GPUSpec("H100-SXM", 989.0, 989.0, 494.0, 67.0, 3350.0, 80.0, True, 132),
+    GPUSpec("H100-PCIe", 756.0, 756.0, 378.0, 51.0, 2000.0, 80.0, True, 114),
     # NVIDIA H200 datasheet (2024), SXM: same tensor cores as H100 SXM; 4.8 TB/s, 141 GB.
-    GPUSpec("H200", 989.0, 989.0, 494.0, 67.0, 4800.0, 141.0, True),
+    GPUSpec("H200", 989.0, 989.0, 494.0, 67.0, 4800.0, 141.0, True, 132),
     # NVIDIA HGX B200 datasheet (2024), per GPU: bf16/fp16 2.25 PF, tf32 1.1 PF dense
     # (4.5 / 2.2 with sparsity), fp32 75; 8 TB/s, 180 GB.
-    GPUSpec("B200", 2250.0, 2250.0, 1100.0, 75.0, 8000.0, 180.0, True),
+    GPUSpec("B200", 2250.0, 2250.0, 1100.0, 75.0, 8000.0, 180.0, True, 148),
     # NVIDIA GB200 NVL72 datasheet (2024), per Blackwell GPU (rack / 72): bf16/fp16 2.5 PF,
     # tf32 1.25 PF dense, fp32 80; 8 TB/s, 186 GB.
-    GPUSpec("GB200", 2500.0, 2500.0, 1250.0, 80.0, 8000.0, 186.0, True),
+    GPUSpec("GB200", 2500.0, 2500.0, 1250.0, 80.0, 8000.0, 186.0, True, 148),
     # NVIDIA L40S datasheet (2023): bf16/fp16 362, tf32 183 (dense), fp32 91.6; 864 GB/s, 48 GB.
-    GPUSpec("L40S", 362.0, 362.0, 183.0, 91.6, 864.0, 48.0, True),
+    GPUSpec("L40S", 362.0, 362.0, 183.0, 91.6, 864.0, 48.0, True, 142),
     # AMD Instinct MI300X datasheet (2023): bf16/fp16 1307.4, tf32 653.7 (dense), fp32 163.4;
     # 5.3 TB/s, 192 GB.
-    GPUSpec("MI300X", 1307.4, 1307.4, 653.7, 163.4, 5300.0, 192.0, True),
+    GPUSpec("MI300X", 1307.4, 1307.4, 653.7, 163.4, 5300.0, 192.0, True, 304),
 ]
 
 CATALOG: dict[str, GPUSpec] = {s.name: s for s in _SPECS}

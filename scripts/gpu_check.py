@@ -8,6 +8,10 @@ JSON of every figure (docs/gpu.md records them). Run through scripts/gpu_check.s
   3. MFU of the small model at 64 x 1024 in bf16 >= 25%, with the launch/compute verdict
   4. train.compile at 16 x 256: step time with and without (measured, no threshold)
   5. benchmarks/overhead.py on the GPU: overhead ratio <= 1.03
+  6. attribution: where a gap to the plain loop comes from (figures only)
+  7. device_grid: scripts/time_grid.py times the GPT over 3 sizes x 4 shapes x fp32/bf16 and
+     the device model is held against it (compute-bound within 10%, launch-bound within the
+     steps' spread +- 10%); the grid is new evidence, never fitted
 """
 from __future__ import annotations
 
@@ -167,6 +171,28 @@ def attribution(out: Path) -> None:
               flush=True)
 
 
+def device_grid_step(out: Path) -> None:
+    """Time the GPT over scripts/time_grid.py's grid on this GPU (device_grid.json: more
+    evidence for the device model, never fitted) and print the model's error on it."""
+    path = out / "device_grid.json"
+    rc, _ = sh([sys.executable, "scripts/time_grid.py", "--out", str(path)], out / "time_grid.log", 420)
+    if rc != 0 and not path.exists():
+        return check("device model on this GPU", False, "scripts/time_grid.py failed (see the log)")
+    from bench.costs import device_grid
+
+    results = [device_grid.error(p) for p in device_grid.load([path])]
+    errors = sorted(abs(r["error"]) for r in results)
+    RESULTS["device_grid"] = {"rows": len(results), "median_abs_error": statistics.median(errors),
+                              "max_abs_error": errors[-1], "points": results}
+    for r in results:
+        print(f"      {r['point']}: measured {r['measured_ms'][0]:.2f}, model {r['modelled_ms']:.2f} "
+              f"({r['error']:+.1%}, {r['regime']})", flush=True)
+    passed = sum(r["passes"] for r in results)
+    check("device model on this GPU", passed == len(results),
+          f"{passed} of {len(results)} points within the rule; |error| median "
+          f"{statistics.median(errors):.1%}, max {errors[-1]:.1%}")
+
+
 def overhead(out: Path) -> None:
     rc, text = sh([sys.executable, "benchmarks/overhead.py", "--ranks", "1", "--blocks", "12",
                    "--block-steps", "20", *SMALL_16x256, "network=rack"], out / "overhead.log", 300)
@@ -181,7 +207,8 @@ def overhead(out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "runs" / "gpu_check"))
-    ap.add_argument("--only", nargs="*", default=None, help="a subset: tests plain mfu compile overhead")
+    ap.add_argument("--only", nargs="*", default=None, help="a subset: tests plain mfu compile overhead "
+                    "attribution device_grid")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +219,8 @@ def main() -> int:
     RESULTS["date"] = time.strftime("%Y-%m-%d")
     print(f"gpu_check on {RESULTS['device']}, torch {RESULTS['torch']}", flush=True)
     steps = {"plain": against_plain_loop, "mfu": mfu, "compile": compile_effect,
-             "overhead": overhead, "tests": tests, "attribution": attribution}
+             "overhead": overhead, "tests": tests, "attribution": attribution,
+             "device_grid": device_grid_step}
     for name, step in steps.items():
         if args.only is None or name in args.only:
             try:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real-GPU checks (docs/gpu.md): the `gpu` tests, hetbench against a plain loop, MFU, the
-# effect of train.compile, the overhead ratio. One GPU, under 8 minutes; PASS/FAIL lines, and
-# every figure in $OUT/gpu_check.json (default runs/gpu_check/).
-#   scripts/gpu_check.sh [--only plain mfu compile overhead tests]
+# effect of train.compile, the overhead ratio, the attribution of a gap, and the device model
+# against a grid timed on this GPU ($OUT/device_grid.json). One GPU, about 12 minutes; PASS/FAIL
+# lines, and every figure in $OUT/gpu_check.json (default runs/gpu_check/).
+#   scripts/gpu_check.sh [--only plain mfu compile overhead tests attribution device_grid]
 # PYTHON picks the interpreter whose torch has CUDA (default: .venv's if it sees a GPU, else
 # python3); hetbench is installed into it (editable, no dependencies) if it is missing.
 set -euo pipefail

@@ -58,7 +58,7 @@ def test_compute_bound_emulated_rank_reaches_its_device_model_efficiency_by_cons
                       "bwd_ms": t.bwd_ms, "step_ms": t.compute_ms + t.opt_ms, "tokens": work.tokens}]}
         info = {"flops_per_token": work.flops_per_token, "peak_tflops": devices.peak_tflops(device, "bf16")}
         assert mfu.rank_mfu(steps, 0, info)["mfu_compute"] == pytest.approx(
-            devices.DEFAULTS[device].at("bf16"))
+            devices.mfu_while_computing(device, work, t))
 
 
 @pytest.mark.slow
@@ -71,8 +71,10 @@ def test_emulated_run_mfu_matches_the_device_model_and_the_records(tmp_path):
     assert rc == 0, out
     summary, meta = read_json(run_dir / "summary.json"), read_json(run_dir / "metadata.json")
     assert summary["precision"]["compute"] == "fp32" and summary["precision"]["device_model"] == "bf16"
+    work = device_times.workload(config.compose(["experiment=remedies"]))
     for row, info in zip(summary["ranks"], meta["ranks"]):
-        eff = devices.DEFAULTS[info["emulated_device"]].at("bf16")
+        device = info["emulated_device"]
+        eff = devices.mfu_while_computing(device, work, devices.phase_times(device, work))
         assert row["mfu_compute"] == pytest.approx(eff, rel=0.05), row
         assert row["bound"] == "compute-bound"
     steps = metrics.complete_steps(read_records(run_dir), 4)

@@ -72,6 +72,11 @@ class EmulationConfig:
     host: report this machine's wall time and inject link delays in real ms."""
     time_scale: Optional[float] = None
     """D itself (null: calibrated at start). Sweeps set it so that every point shares one D."""
+    stack: str = "auto"
+    """Which kernels the device model times (bench.costs.kernels): eager (hetbench's own loop: a
+    kernel per op, autocast casts) or fused (a production stack: flash attention, fused norms and
+    optimizer). auto: eager for the trained model, fused for an emulation.workload and in
+    `hetbench predict`, whose numbers stand for a real fleet's job."""
     precision: str = "auto"
     """Precision the device model assumes: auto (train.precision's, resolved against the emulated
     devices: bf16 where every one has it, else fp16), bf16, fp16, tf32, fp32. CPU ranks compute

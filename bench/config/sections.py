@@ -127,6 +127,7 @@ def validate_choices(cfg: DictConfig) -> None:
         "emulation.network": (cfg.emulation.network, ("auto", "off", "kernel")),
         "emulation.time": (cfg.emulation.time, ("device", "host")),
         "emulation.precision": (cfg.emulation.precision, ("auto", *devices.PRECISIONS)),
+        "emulation.stack": (cfg.emulation.stack, ("auto", *devices.STACKS)),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "train.precision": (cfg.train.precision, ("auto", *devices.PRECISIONS)),
         "train.prefetch": (cfg.train.prefetch, ("auto", "on", "off")),

@@ -58,7 +58,18 @@ def workload(cfg, micro_batch: int | None = None, own: bool = False) -> devices.
                                                     s["n_embd"]),
         tokens=s["micro_batch"] * s["seq_len"] * share, n_layer=s["n_layer"],
         n_params=devices.gpt_params(s["vocab_size"], s["seq_len"], s["n_layer"], s["n_embd"]),
-        precision=precision(cfg))
+        precision=precision(cfg), n_embd=s["n_embd"], seq_len=s["seq_len"],
+        vocab=s["vocab_size"], stack="eager" if own else stack(cfg))
+
+
+def stack(cfg) -> str:
+    """The kernels the device model times (emulation.stack): auto is eager for the trained model
+    and fused for an emulated workload, which stands for a real fleet's job. `hetbench predict`
+    sets auto to fused before it gets here (bench.predict.cli)."""
+    requested = str(cfg.emulation.get("stack", "auto"))
+    if requested != "auto":
+        return requested
+    return "fused" if has_workload(cfg) else "eager"
 
 
 def bytes_scale(cfg) -> float:

@@ -1,85 +1,37 @@
 """Device time model: how long one training step's forward, backward and optimizer take on an
-emulated device, for the configured model, micro-batch, sequence length and precision.
+emulated device, for the configured model, micro-batch, sequence length, precision and stack.
 
-For forward and backward (FLOPs split 1:2, as a matmul's backward does twice its forward's work):
+Per phase, every operator of the step (bench.costs.kernels: matmuls, attention, memory-bound
+work, for the eager or the fused stack) is timed by a roofline on the device
+(bench.costs.roofline), and the host's time to dispatch them is its own cost:
 
-    t_phase = max(floor_phase, FLOPs_phase / (peak(device, precision) * efficiency(device)))
+    t_phase = (host^3 + device^3)^(1/3)
+    host    = dispatches x host cost per dispatch (+ autocast casts x their cost)
+    device  = sum over the phase's ops of their roofline time
 
-  FLOPs     flops_per_token * tokens, the same count as bench.rank.model (PaLM's 6N + attention)
-  peak      the catalog's dense peak at the precision (bench.hardware)
-  efficiency achieved / peak for this device (DEFAULTS below, each with its source)
-  floor     the launch/framework floor of eager PyTorch: the host launches each layer's kernels
-            one by one, and a small model's GPU work is done before the next launch arrives.
-            It grows with depth (kernels per layer), not with the device: n_layer * per-layer
-            floor, split 1:2 like the FLOPs. Autocast (bf16/fp16) adds cast kernels per layer.
-
-Why max and not a sum: eager PyTorch launches asynchronously, so launching and computing
-overlap and a phase takes the longer of the two. The sum cannot fit the measurements below: on
-one H200 the 8-layer small model runs the same ~19 ms in bf16 at 16x256 and at 32x512 tokens
-(4x the FLOPs), while the 4-layer tiny model takes ~8 ms at every shape.
+Not a sum: eager PyTorch launches asynchronously, so launching and computing overlap and a
+phase takes about the longer of the two (bench.costs.roofline.combine says why p = 3). A small
+model is launch-bound: its time is the host's, the same on every GPU.
 
 Optimizer (memory-bound: AdamW reads params, grads and both moments and writes three back):
 
-    t_opt = max(OPT_FLOOR_MS, params * 28 bytes / (memory bandwidth * MEM_EFFICIENCY))
+    t_opt = max(measured floor, params x 28 bytes / (HBM bandwidth x 0.8))
 
-Not modelled: kernel-level effects beyond one efficiency per device (memory-bound layers,
-clocks, thermals), torch.compile / CUDA graphs (which lower the floor), fused or sharded
-optimizers, and the host CPU behind each GPU (the floor assumes the measured host's speed).
+Not modelled: clocks and thermals beyond one sustained factor per generation, torch.compile
+(train.compile=true times as eager: model it from a profile), CPU-side data loading, and kernels
+neither stack has. docs/device_model.md has the sources and the error on every calibration point.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Optional
 
 from bench import hardware
-from bench.costs import buckets
+from bench.costs import buckets, kernels, roofline
+from bench.costs.kernels import STACKS  # noqa: F401 (re-exported)
 
 PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
-
-# Launch floor per transformer layer, forward + backward, eager PyTorch 2.11 on one H200
-# (world size 1, measured for this project). fp32: tiny model (4 layers) micro_batch 2 x seq 64,
-# forward 2.1 ms + backward 4.3 ms = 6.4 ms -> 1.6 ms a layer. bf16 autocast: tiny ~8 ms at every
-# shape (2.0 a layer), small (8 layers) ~18-20 ms at 16x256 and 32x512 (2.4 a layer): 2.2 a layer
-# fits both within 10%. The floor is the host's launch cost, so it is assumed the same on every
-# device until a measurement says otherwise (a profile run replaces it: emulation.profile).
-FLOOR_MS_PER_LAYER = {"fp32": 1.6, "tf32": 1.6, "bf16": 2.2, "fp16": 2.2}
-
-# One plain-loop optimizer.step() on the same H200 (small model, CUDA events): 0.67 ms.
-OPT_FLOOR_MS = 0.67
-OPT_BYTES_PER_PARAM = 28  # AdamW, fp32 state: read p, g, m, v (16 B), write p, m, v (12 B)
-MEM_EFFICIENCY = 0.8  # streaming kernels reach ~80% of HBM peak (assumed, not measured here)
-
-
-@dataclass(frozen=True)
-class Efficiency:
-    """Achieved / peak for one device: `default`, and per precision where measured."""
-    default: float
-    source: str
-    by_precision: tuple = ()  # ((precision, value), ...)
-
-    def at(self, precision: str) -> float:
-        return dict(self.by_precision).get(precision, self.default)
-
-
-_LLMC_A100 = "llm.c / modded-nanogpt GPT-2 124M on A100: ~60% MFU"
-_LLMC_H100 = "llm.c / modded-nanogpt GPT-2 124M on H100: ~40% MFU (so H100/A100 ~2.0x, not 3.17x)"
-_H200_FP32 = ("fp32 measured for this project: H200, torch 2.11, small model 16x256, forward 6.6 ms, "
-              "backward 12.3 ms -> 0.5 in this model")
-_ASSUMED = "assumed as H100 (no small-model measurement known)"
-
-DEFAULTS: dict[str, Efficiency] = {
-    "V100": Efficiency(0.40, _ASSUMED),
-    "A100-40GB": Efficiency(0.60, _LLMC_A100),
-    "A100-80GB": Efficiency(0.60, _LLMC_A100),
-    "H100-SXM": Efficiency(0.40, _LLMC_H100),
-    "H100-PCIe": Efficiency(0.40, _LLMC_H100 + " (SXM figure)"),
-    "H200": Efficiency(0.40, "bf16 as H100 (same tensor cores); " + _H200_FP32,
-                       by_precision=(("fp32", 0.50),)),
-    "B200": Efficiency(0.40, _ASSUMED),
-    "GB200": Efficiency(0.40, _ASSUMED),
-    "L40S": Efficiency(0.40, _ASSUMED),
-    "MI300X": Efficiency(0.40, _ASSUMED),
-}
 
 
 @dataclass(frozen=True)
@@ -90,10 +42,18 @@ class Workload:
     n_layer: int
     n_params: int  # every parameter (optimizer state)
     precision: str
+    n_embd: int
+    seq_len: int
+    vocab: int
+    stack: str = "eager"
 
     @property
     def flops(self) -> float:
         return self.flops_per_token * self.tokens
+
+    def shape(self) -> kernels.Shape:
+        return kernels.Shape(self.n_layer, self.n_embd, self.vocab, self.seq_len,
+                             self.tokens / self.seq_len)
 
 
 @dataclass(frozen=True)
@@ -104,6 +64,8 @@ class PhaseTimes:
     opt_ms: float
     regime: str  # "launch-bound" | "compute-bound" | "profile"
     source: str  # "model" | "profile:<run>" | "model scaled by profile:<run>"
+    stack: str = "eager"  # which kernels the model timed (bench.costs.kernels)
+    launch_ms_range: Optional[tuple] = None  # forward + backward host time, fastest-slowest host
 
     @property
     def compute_ms(self) -> float:
@@ -115,7 +77,8 @@ class PhaseTimes:
 
     def as_dict(self) -> dict:
         return {"fwd_ms": self.fwd_ms, "bwd_ms": self.bwd_ms, "opt_ms": self.opt_ms,
-                "compute_ms": self.compute_ms, "regime": self.regime, "source": self.source}
+                "compute_ms": self.compute_ms, "regime": self.regime, "source": self.source,
+                "stack": self.stack, "launch_ms_range": self.launch_ms_range}
 
 
 def gpt_params(vocab: int, seq_len: int, n_layer: int, n_embd: int) -> int:
@@ -144,37 +107,43 @@ def fleet_precision(devices: list[str], requested: str) -> str:
     return "bf16" if all(s and s.bf16_native for s in specs) else "fp16"
 
 
-def floor_ms(work: Workload) -> float:
-    return FLOOR_MS_PER_LAYER[work.precision] * work.n_layer
-
-
-def optimizer_ms(device: str, work: Workload) -> float:
-    spec = hardware.lookup(device)
-    memory_ms = work.n_params * OPT_BYTES_PER_PARAM / (spec.mem_bw_gbs * 1e9 * MEM_EFFICIENCY) * 1e3
-    return max(OPT_FLOOR_MS, memory_ms)
-
-
+@functools.lru_cache(maxsize=4096)  # pure; balanced splits and predictions ask it many times
 def phase_times(device: str, work: Workload, efficiency: Optional[float] = None,
-                floor: Optional[float] = None, speed: float = 1.0) -> PhaseTimes:
-    """Forward, backward and optimizer device ms of one step. `efficiency` and `floor` (ms,
-    forward + backward) override the defaults; `speed` divides every time (0.5: twice as slow)."""
-    key = hardware.canonical_name(device)
-    peak = peak_tflops(key, work.precision)
-    if peak is None:
-        raise ValueError(f"{device} has no {work.precision} peak in the catalog")
-    eff = efficiency if efficiency is not None else DEFAULTS[key].at(work.precision)
-    floor_total = floor if floor is not None else floor_ms(work)
-    compute_total = work.flops / (peak * 1e12 * eff) * 1e3
-    fwd = max(floor_total / 3, compute_total / 3)
-    bwd = max(floor_total * 2 / 3, compute_total * 2 / 3)
-    regime = "launch-bound" if floor_total >= compute_total else "compute-bound"
-    return PhaseTimes(fwd / speed, bwd / speed, optimizer_ms(key, work) / speed, regime, "model")
+                floor: Optional[float] = None, speed: float = 1.0,
+                cal: roofline.Calibration = roofline.CALIBRATION) -> PhaseTimes:
+    """Forward, backward and optimizer device ms of one step. `efficiency` (matmul achieved /
+    peak) and `floor` (forward + backward host ms) override the model; `speed` divides every
+    time (0.5: twice as slow)."""
+    dev = roofline.device(device, work.precision, efficiency, cal)
+    ops = kernels.step_ops(work.shape(), work.precision, work.stack)
+    fwd_ops = [op for op in ops if op.phase == "fwd"]
+    bwd_ops = [op for op in ops if op.phase == "bwd"]
+    host = [roofline.host_ms(fwd_ops, cal), roofline.host_ms(bwd_ops, cal)]
+    if floor is not None:  # a given floor keeps the model's forward / backward split
+        host = [floor * h / sum(host) for h in host]
+    device_ms = [roofline.device_ms(fwd_ops, dev), roofline.device_ms(bwd_ops, dev)]
+    fwd, bwd = (roofline.combine(h, d, cal) for h, d in zip(host, device_ms))
+    regime = "launch-bound" if sum(host) >= sum(device_ms) else "compute-bound"
+    spread = None if floor is not None else tuple(
+        round(roofline.host_ms(ops, cal, us), 3) for us in cal.host_us_range)
+    opt = roofline.optimizer_ms(dev, work.n_params, cal)
+    return PhaseTimes(fwd / speed, bwd / speed, opt / speed, regime, "model", work.stack, spread)
 
 
-def describe_defaults(device: str, precision: str) -> dict:
+def mfu_while_computing(device: str, work: Workload, times: PhaseTimes) -> float:
+    """The model's FLOPs over its forward + backward time, as a share of the device's peak:
+    what a rank paced to `times` reports as mfu_compute."""
+    return work.flops / (times.compute_ms / 1e3) / (peak_tflops(device, work.precision) * 1e12)
+
+
+def describe_defaults(device: str, precision: str, stack: str = "eager") -> dict:
     """What the model assumes for a device, with its sources (metadata.json emulation.device_model)."""
     key = hardware.canonical_name(device)
-    eff = DEFAULTS[key]
-    return {"device": key, "precision": precision, "peak_tflops": peak_tflops(key, precision),
-            "efficiency": eff.at(precision), "efficiency_source": eff.source,
-            "floor_ms_per_layer": FLOOR_MS_PER_LAYER[precision], "opt_floor_ms": OPT_FLOOR_MS}
+    dev = roofline.device(key, precision)
+    cal = roofline.CALIBRATION
+    return {"device": key, "precision": precision, "stack": stack,
+            "peak_tflops": peak_tflops(key, precision), "gemm_efficiency": round(dev.gemm_efficiency, 4),
+            "attention_efficiency": round(dev.attention_efficiency, 4),
+            "efficiency_source": roofline.EFFICIENCY[key].source, "mem_gbs": dev.mem_gbs,
+            "host_us_per_dispatch": cal.host_us, "host_us_range": list(cal.host_us_range),
+            "opt_floor_ms": cal.opt_floor_ms}

@@ -62,6 +62,14 @@ def _fitted_links(path: str):
                           "it at the collectives.json of `hetbench collectives`") from None
 
 
+def as_fleet_job(cfg):
+    """A prediction stands for a real fleet's job: the fused stack unless emulation.stack names
+    one (`--from` keeps the run's own, so that it re-predicts what was emulated)."""
+    if str(cfg.emulation.stack) == "auto":
+        cfg.emulation.stack = "fused"
+    return cfg
+
+
 def predict(cfg, world_size: int | None = None) -> dict:
     """The prediction for a composed config (cfg.predict.world_size unless given)."""
     fleet = fleet_mod.build(cfg, world_size or cfg.predict.world_size)
@@ -74,6 +82,7 @@ def predict(cfg, world_size: int | None = None) -> dict:
     out = {"schema_version": SCHEMA_VERSION, "time_base": "device",
            "cluster": cfg.cluster.name, "network": cfg.network.name, "strategy": plan.name,
            "precision": fleet.precision, "workload": device_times.workload_shape(cfg),
+           "stack": device_times.stack(cfg),
            "buckets": len(plan.plain.nbytes), "bucket_bytes": [float(b) for b in plan.plain.nbytes]}
     out.update(summarize(measured, fleet))
     out["collective"] = _collective(links, plan)

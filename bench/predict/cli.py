@@ -15,9 +15,9 @@ def main(args) -> int:
 
         return run_sweep(args.overrides, out_root=args.out_root)
     from bench import config as config_mod
-    from bench.predict import predict
+    from bench.predict import as_fleet_job, predict
 
-    cfg = config_mod.compose(args.overrides)
+    cfg = as_fleet_job(config_mod.compose(args.overrides))
     started = time.perf_counter()
     result = predict(cfg)
     result["seconds"] = time.perf_counter() - started

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import config as config_mod
 from bench.driver.command import new_run_id
 from bench.errors import ConfigError
-from bench.predict import predict
+from bench.predict import as_fleet_job, predict
 from bench.predict.plots import efficiency_vs
 from bench.results import files
 from bench.sweeps import plan as sweep_mod
@@ -38,7 +38,7 @@ def run_sweep(overrides: list[str], out_root: str | None = None) -> int:
     configs = []
     for point in points:  # every point composes and validates before any is predicted
         try:
-            configs.append(config_mod.compose(point.overrides))
+            configs.append(as_fleet_job(config_mod.compose(point.overrides)))
         except ConfigError as err:
             raise ConfigError(err.key, err.value, f"{err.fix}\n(in sweep point {point.name})") from None
     out = Path(out_root or configs[0].out_root) / f"{new_run_id()}-predict"

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import bench
 from bench import config as config_mod
 from bench import emulate
-from bench.costs import devices
+from bench.costs import device_times, devices
 from bench.hardware import lookup
 from bench.results import console, files, metrics, timebase
 
@@ -119,7 +119,8 @@ def write_metadata(run, status: str, error: str | None = None) -> None:
 def device_model(run) -> list[dict]:
     """The device model's defaults and their sources for every device of this run."""
     names = sorted({r["emulated_device"] or r["device"] for r in run.ranks})
-    return [devices.describe_defaults(n, run.model_precision()) for n in names if lookup(n)]
+    stack = device_times.stack(run.cfg)
+    return [devices.describe_defaults(n, run.model_precision(), stack) for n in names if lookup(n)]
 
 
 def precision_section(run) -> dict:

@@ -155,7 +155,8 @@ def rank_rows(steps: dict, ranks: list[dict], threshold: float,
                      "target_compute_ms": targets[r],
                      "flagged": reason in FLAGGED, "reason": reason,
                      **mfu.rank_mfu(steps, r, info),
-                     "bound": info.get("bound"), "gpu_busy_share": info.get("gpu_busy_share")})
+                     "bound": info.get("bound"), "gpu_busy_share": info.get("gpu_busy_share"),
+                     "device_stack": (info.get("device_times") or {}).get("stack")})
     return rows
 
 
