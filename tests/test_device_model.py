@@ -304,3 +304,23 @@ def test_records_to_device_time_scale_every_time_and_nothing_else():
 def test_no_precision_is_nan():
     assert all(math.isfinite(devices.phase_times(d, _work()).compute_ms)
                for d in hardware.CATALOG if d != "V100")
+
+
+def test_the_grid_timer_writes_rows_the_model_reads(tmp_path):
+    """scripts/time_grid.py on CPU (the GPU step's smoke test): one tiny configuration, timed,
+    written in the grid format, read back as a point with its steps' spread."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "grid.json"
+    proc = subprocess.run([sys.executable, "scripts/time_grid.py", "--out", str(out), "--device",
+                           "cpu", "--quick", "--steps", "2", "--warmup", "1"],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    (point,) = device_grid.load([out])
+    row = point.row
+    assert row["model"] == {"n_layer": 4, "n_head": 4, "n_embd": 128, "vocab": 256}
+    assert all(row[k] > 0 for k in ("fwd_ms", "bwd_ms", "opt_ms")) and row["n_runs"] == 2
+    lo, hi = row["compute_ms_range"]
+    assert 0 < lo <= hi and point.measured == [row["fwd_ms"] + row["bwd_ms"], lo, hi]
