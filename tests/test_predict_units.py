@@ -334,7 +334,9 @@ def test_fitted_links_replace_the_configured_network(tmp_path):
     assert fitted["step_ms"]["p50"] - plain["step_ms"]["p50"] == pytest.approx(wire, rel=1e-6)
     proc = subprocess.run([HETBENCH, "predict", "--links", str(path), "network=rack", "--json"],
                           capture_output=True, text=True, timeout=60)
-    from bench.predict import as_fleet_job  # the command predicts a fleet's job: the fused stack
+    from bench.predict import (
+        as_fleet_job,  # the command predicts a fleet's job: the fused stack
+    )
 
     fleet_job = predict(as_fleet_job(cfg))
     assert json.loads(proc.stdout)["step_ms"]["p50"] == pytest.approx(fleet_job["step_ms"]["p50"])
