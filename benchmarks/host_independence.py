@@ -8,6 +8,9 @@ Conditions (the default cluster and network unless overridden):
   headroom 2.5       twice the time dilation D
   loaded             headroom 1.25 while 4 busy processes share the cores (8 ranks' worth of load;
                      calibration sees the load, so D grows)
+  mid-run load       headroom 1.25, quiet at start; 3 busy processes start once a third of the
+                     steps are logged and stop 8 s later (calibration does not see them: the
+                     ranks fall behind, the lagged steps are left out and D rises)
 Each condition runs --repeats times, interleaved (A B C A B C), and the median per condition is
 compared with headroom 1.25's. Last line: host_independence_max_diff_pct=<x> (over step p50,
 efficiency and the three slowdowns, all conditions).
@@ -34,26 +37,47 @@ def _burn(stop_at: float) -> None:
         x += 1
 
 
-def run(out: Path, overrides: list[str], load: int = 0) -> dict:
+def run(out: Path, overrides: list[str], load: int = 0, mid_run: tuple | None = None) -> dict:
+    """One run; `load` busy processes for its whole length, or `mid_run` = (records in rank 0's
+    log, burners, seconds): that many burners once the log holds that many records."""
     burners = [multiprocessing.Process(target=_burn, args=(time.monotonic() + 3600,), daemon=True)
                for _ in range(load)]
     for b in burners:
         b.start()
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
     try:
-        before = set(out.iterdir()) if out.exists() else set()
-        proc = subprocess.run([HETBENCH, "run", f"out_root={out}", "logger=none", *overrides],
-                              capture_output=True, text=True)
+        proc = subprocess.Popen([HETBENCH, "run", f"out_root={out}", "logger=none", *overrides],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if mid_run:
+            _load_once_logged(out, before, proc, *mid_run)
+        output, _ = proc.communicate()
     finally:
         for b in burners:
             b.terminate()
     if proc.returncode != 0:
-        raise RuntimeError(f"run failed: {overrides}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise RuntimeError(f"run failed: {overrides}\n{output[-3000:]}")
     (run_dir,) = set(out.iterdir()) - before
     s = json.loads((run_dir / "summary.json").read_text())
-    sd = s["slowdown"]
+    sd, emu = s["slowdown"], s.get("emulation") or {}
     return {"step_ms_p50": s["step_ms"]["p50"], "efficiency": s["efficiency"],
             "slowdown_balance": sd["balance"], "slowdown_network": sd["network"],
-            "slowdown_total": sd["total"], "time_scale": s["time_scale"]}
+            "slowdown_total": sd["total"], "time_scale": s["time_scale"],
+            "lagged": (emu.get("lagged_steps") or {}).get("count", 0),
+            "d_changes": len(emu.get("time_scale_changes") or []),
+            "flagged": sum(r["flagged"] for r in s["ranks"]), "status": s["status"]}
+
+
+def _load_once_logged(out: Path, before: set, proc, records: int, burners: int, seconds: float):
+    while proc.poll() is None:
+        time.sleep(0.2)
+        new = [p for p in out.iterdir() if p not in before]
+        log = new[0] / "ranks" / "rank_00000.jsonl" if new else None
+        if log and log.exists() and log.read_text().count("\n") >= records:
+            for _ in range(burners):
+                multiprocessing.Process(target=_burn, args=(time.monotonic() + seconds,),
+                                        daemon=True).start()
+            return
 
 
 def main(argv=None) -> None:
@@ -65,12 +89,15 @@ def main(argv=None) -> None:
     common = [f"train.steps={args.steps}", "train.warmup_steps=10", *args.overrides]
     conditions = {"headroom 1.25": (["emulation.reference_scale=1.25"], 0),
                   "headroom 2.5": (["emulation.reference_scale=2.5"], 0),
-                  "loaded": (["emulation.reference_scale=1.25"], 4)}
+                  "loaded": (["emulation.reference_scale=1.25"], 4),
+                  "mid-run load": (["emulation.reference_scale=1.25"], 0)}
+    mid = (args.steps // 3, 3, 8.0)
     results = {name: [] for name in conditions}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for name, (extra, load) in conditions.items():
-                results[name].append(run(Path(tmp), [*common, *extra], load))
+                results[name].append(run(Path(tmp), [*common, *extra], load,
+                                         mid if name == "mid-run load" else None))
     base = {k: statistics.median(r[k] for r in results["headroom 1.25"]) for k in (*KEYS, "time_scale")}
     print(f"{'condition':<14} {'D':>6} " + " ".join(f"{k:>16}" for k in KEYS))
     worst = 0.0
@@ -80,6 +107,9 @@ def main(argv=None) -> None:
         worst = max(worst, *(abs(d) for d in diffs.values()))
         print(f"{name:<14} {med['time_scale']:>6.2f} " +
               " ".join(f"{med[k]:>9.3f} ({diffs[k]:+5.1f}%)" for k in KEYS), flush=True)
+        print(f"{'':<14} lagged steps {[r['lagged'] for r in rows]}, D changes "
+              f"{[r['d_changes'] for r in rows]}, flagged ranks {[r['flagged'] for r in rows]}, "
+              f"status {[r['status'] for r in rows]}", flush=True)
     print(f"host_independence_max_diff_pct={worst:.2f}")
 
 

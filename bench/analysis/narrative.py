@@ -58,6 +58,12 @@ def _straggler_sentences(run: Run, row: dict) -> list[str]:
     elif row["reason"] == "device":
         out.append(f"{label} is slower than the fastest (score {score:.2f}) only as its "
                    f"device's modelled time predicts ({row['expected_score']:.2f}): not a straggler.")
+    elif row["reason"] == "host":
+        out.append(f"{label} is slow (score {score:.2f}) because this machine fell behind the "
+                   "emulated timeline in many of its steps (a busy host), not because of its "
+                   "device: not a straggler. Rerun on a quieter machine, or leave "
+                   "emulation.lagged_steps=exclude.")
+        return out  # anomalous or not, the host explains it
     if row["anomalous"]:
         out.append(f"{label} is anomalous: score {score:.2f}, though its device should reach "
                    f"{row['expected_score']:.2f} - suspect the device itself, not the model mix.")
@@ -71,6 +77,15 @@ def status_sentence(run: Run, analysis: dict) -> str | None:
         return None
     error = run.metadata.get("error") or run.summary.get("error")
     why = f" ({error})" if error else ""
+    if status == "incomplete":
+        return ("The run did not finish: its metadata still says running and it left no "
+                "summary.json (killed, or still going). This analyses the "
+                f"{len(run.steps)} measured steps every rank recorded so far.")
+    if status == "degraded":
+        kept = ((run.config.get("emulation") or {}).get("lagged_steps") or "exclude") == "keep"
+        return (f"The run is degraded{why}: this analyses {len(run.steps)} measured steps, "
+                + ("the lagged ones included (emulation.lagged_steps=keep)." if kept
+                   else "leaving out those in which this machine fell behind."))
     verb = "was interrupted" if status == "interrupted" else "failed"
     return (f"The run {verb}{why}: this analyses the {len(run.steps)} measured steps that "
             "every rank recorded before it stopped.")

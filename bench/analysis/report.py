@@ -21,12 +21,19 @@ from bench.results import files, metrics, rundir
 EXIT_NOT_A_RUN = 2
 
 
+def _status(run: rundir.Run) -> str | None:
+    """The run's status; `incomplete` for one whose metadata still says running but which left
+    no summary.json (killed, or still going): its records are read as far as they go."""
+    status = run.summary.get("status") or run.metadata.get("status")
+    return "incomplete" if status == "running" and not run.summary else status
+
+
 def analyse(run: rundir.Run) -> dict:
     """The numbers of analysis.json (docs/design.md, 'What the numbers mean'; docs/report.md)."""
     return {
         "schema_version": metrics.SCHEMA_VERSION,
         "run_id": run.metadata.get("run_id", run.path.name),
-        "status": run.metadata.get("status"),
+        "status": _status(run),
         "world_size": run.world_size,
         "steps_measured": len(run.steps),
         "straggler_threshold": run.threshold,
@@ -64,7 +71,7 @@ def build_report(run_dir) -> dict:
     page = html.write(run, analysis, sentences, figures, run.path / "report.html")
     trace_path = trace.write(run, run.path / "trace.json")
     return {"analysis": analysis, "plots": [path for path, _ in figures], "html": page,
-            "trace": trace_path, "verdict": sentences}
+            "trace": trace_path, "verdict": sentences, "notes": run.notes}
 
 
 def main(run_dir: str) -> int:
@@ -79,6 +86,8 @@ def main(run_dir: str) -> int:
     except rundir.NotARunDir as err:
         print(f"hetbench report: error: {err}", file=sys.stderr)
         return EXIT_NOT_A_RUN
+    for note in result["notes"]:
+        print(f"note: {note}")
     for line in result["verdict"]:
         print(line)
     print(f"\nwrote {path / 'analysis.json'}\n      {result['html']}\n      {result['trace']}\n"

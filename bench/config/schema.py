@@ -72,6 +72,16 @@ class EmulationConfig:
     host: report this machine's wall time and inject link delays in real ms."""
     time_scale: Optional[float] = None
     """D itself (null: calibrated at start). Sweeps set it so that every point shares one D."""
+    rescale: str = "auto"
+    """auto: when this machine falls behind the paced timeline in most steps of a log window (a
+    busy host), the ranks agree on a larger D for the rest of the run (bench.emulate.lag); off:
+    keep the D of the start whatever happens."""
+    lagged_steps: str = "exclude"
+    """Steps in which some rank's host fell behind the timeline: exclude (statistics, flags and
+    the what-if leave them out) or keep."""
+    max_lagged_share: float = 0.25
+    """A run in which more than this share of measured steps lagged ends `degraded` (exit 0):
+    its numbers are the host's as much as the cluster's."""
     stack: str = "auto"
     """Which kernels the device model times (bench.costs.kernels): eager (hetbench's own loop: a
     kernel per op, autocast casts) or fused (a production stack: flash attention, fused norms and

@@ -128,6 +128,8 @@ def validate_choices(cfg: DictConfig) -> None:
         "emulation.time": (cfg.emulation.time, ("device", "host")),
         "emulation.precision": (cfg.emulation.precision, ("auto", *devices.PRECISIONS)),
         "emulation.stack": (cfg.emulation.stack, ("auto", *devices.STACKS)),
+        "emulation.rescale": (cfg.emulation.rescale, ("auto", "off")),
+        "emulation.lagged_steps": (cfg.emulation.lagged_steps, ("exclude", "keep")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "train.precision": (cfg.train.precision, ("auto", *devices.PRECISIONS)),
         "train.prefetch": (cfg.train.prefetch, ("auto", "on", "off")),
@@ -164,6 +166,9 @@ def validate_emulation(cfg: DictConfig) -> None:
     if e.reference_scale <= 0:
         raise ConfigError("emulation.reference_scale", e.reference_scale,
                           "use a positive headroom factor (1.25 is the default)")
+    if not 0 <= e.max_lagged_share <= 1:
+        raise ConfigError("emulation.max_lagged_share", e.max_lagged_share,
+                          "use a share between 0 and 1 (0.25: degraded above a quarter)")
     if e.time_scale is not None and e.time_scale < 1:
         raise ConfigError("emulation.time_scale", e.time_scale,
                           "use 1 or more (device time is never faster than this machine), or null "

@@ -10,6 +10,15 @@ from bench import interrupts
 from bench.costs import cluster
 from bench.driver.command import new_run_id
 from bench.driver.launch import launch
+from bench.results import files
+
+
+def summary_status(run_dir) -> str | None:
+    """summary.json's status (None where there is none to read)."""
+    try:
+        return files.read_json(Path(run_dir) / "summary.json").get("status")
+    except (OSError, ValueError):
+        return None
 
 
 def run_one(overrides: list[str]) -> int:
@@ -28,6 +37,8 @@ def run_one(overrides: list[str]) -> int:
         return 1
     status = {0: "ok", interrupts.EXIT_INTERRUPTED: "interrupted"}.get(
         rc, f"FAILED (torchrun exit status {rc})")
+    if rc == 0 and summary_status(run_dir) == "degraded":
+        status = "degraded (see the line above: this machine fell behind the emulated timeline)"
     print(f"hetbench: run {status}; results in {run_dir}\n"
           f"hetbench: make the report with: hetbench report {run_dir}", flush=True)
     return rc if rc in (0, interrupts.EXIT_INTERRUPTED) else 1

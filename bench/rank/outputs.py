@@ -15,6 +15,7 @@ import bench
 from bench import config as config_mod
 from bench import emulate
 from bench.costs import device_times, devices
+from bench.emulate import lag
 from bench.hardware import lookup
 from bench.results import console, files, metrics, timebase
 
@@ -29,7 +30,9 @@ def git_sha() -> str | None:
 
 
 def print_summary(summary: dict) -> None:
-    if summary["status"] != "ok":
+    if summary["status"] == "degraded":
+        print(f"hetbench: run degraded: {summary.get('error')}", flush=True)
+    elif summary["status"] != "ok":
         print(f"hetbench: run {summary['status']}; the table covers the steps every rank "
               "recorded before it stopped", flush=True)
     if summary.get("steps_measured"):
@@ -43,18 +46,35 @@ def summary(run, status: str) -> dict:
     """summary.json's contents (docs/design.md, the run directory)."""
     doc = {"world_size": run.env.world_size, "steps_measured": 0}
     records = run.all_records.records()
+    mode = str(run.cfg.emulation.lagged_steps)
+    kept = lag.for_statistics(records, mode)
     if run.ranks:
-        doc = metrics.summarize(records, run.ranks, run.cfg.straggler_threshold, targets(run))
+        doc = metrics.summarize(kept, run.ranks, run.cfg.straggler_threshold, targets(run))
         doc["emulation"] = emulate.summary_section(records, run.ranks, run.pacer, run.link,
                                                    run.scale)
+        if run.pacer.timeline:
+            doc["emulation"].update(lag.section(records, mode, run.scale_changes))
     if doc.get("step_ms"):
         doc["host_step_ms_p50"] = doc["step_ms"]["p50"] * run.scale
-        doc.update(strategy_numbers(run, records, doc["tokens_per_s"]))
+        doc.update(strategy_numbers(run, kept, doc["tokens_per_s"]))
     doc["precision"] = precision_section(run)
     doc.update(schema_version=metrics.SCHEMA_VERSION, run_id=run.run_id, status=status,
                time_base=run.time_base, time_scale=run.scale,
                entropy_floor=run.trainer.language.entropy_floor if run.trainer else None)
     return doc
+
+
+def degraded_because(run, summary: dict) -> str | None:
+    """Why an otherwise fine run is `degraded`: more than emulation.max_lagged_share of its
+    measured steps lagged (this machine fell behind the emulated timeline), so its numbers are
+    the host's as much as the cluster's. None when it is not."""
+    lagged = (summary.get("emulation") or {}).get("lagged_steps") or {}
+    limit = float(run.cfg.emulation.max_lagged_share)
+    if lagged.get("share", 0.0) <= limit:
+        return None
+    return (f"{lagged['share']:.0%} of measured steps lagged (this machine fell behind the "
+            f"emulated timeline; over {limit:.0%} counts as degraded). Fix: a quieter machine, "
+            "emulation.reference_scale=2.5 for more headroom, or emulation.rescale=auto")
 
 
 def targets(run) -> list:

@@ -13,6 +13,7 @@ import torch.distributed as dist
 from bench import emulate, interrupts
 from bench.costs import device_times, devices
 from bench.costs import fleet as fleet_mod
+from bench.emulate import lag
 from bench.emulate.base import NoLink, NoPacing
 from bench.hardware import detect_local_device, lookup
 from bench.rank import boundness, loggers, outputs, precision
@@ -40,6 +41,7 @@ class RankRun:
         self.real, self.compute_precision = None, None
         self.pacer, self.link = NoPacing(), NoLink()
         self.scale, self.time_base = 1.0, timebase.WALL  # what users read: host ms / scale
+        self.scale_changes: list[dict] = []  # D raised mid-run (bench.emulate.lag)
         self.started = _dt.datetime.now().astimezone().isoformat()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -62,6 +64,7 @@ class RankRun:
             return
         if self.is_main:
             outputs.write_metadata(self, "running")
+            files.reserve(self.run_dir)  # room for the final status, however full the disk gets
             self.logger = loggers.make_logger(cfg, self.run_dir, self.run_id)
             print(f"hetbench: {describe(self.trainer.model)}; {env.world_size} ranks on "
                   f"{env.backend}; run dir {self.run_dir}", flush=True)
@@ -104,7 +107,9 @@ class RankRun:
         """Train `steps` (consecutive step numbers), gathering every `log_every` steps."""
         every, last = self.cfg.train.log_every, self.cfg.train.steps - 1
         for step in steps:
-            self.pending.append(self.trainer.step(step))
+            record = self.trainer.step(step)
+            record["time_scale"] = self.scale  # the D this step ran at: device ms = host / it
+            self.pending.append(record)
             self.stop.check()
             if (step + 1) % every == 0 or step == last:
                 window = self._gather_window()
@@ -133,16 +138,41 @@ class RankRun:
         dist.all_gather(everyone, mine)
         window = [window_mod.unpack(row) for rows in everyone for row in rows.tolist()]
         metrics.attribute(window)
+        if self.pacer.timeline:
+            lag.mark(window)  # every rank holds the same window: the same verdict everywhere
         mine_attributed = [w for w in window if w["rank"] == self.env.rank]
         for rec, done in zip(self.pending, mine_attributed):
-            rec["wait_ms"], rec["transfer_ms"] = done["wait_ms"], done["transfer_ms"]
+            for key in ("wait_ms", "transfer_ms", "host_lagged", "lagged"):
+                rec[key] = done.get(key)
         self.log.write(self.pending)  # host time on disk; users read window (device time)
         self.pending = []
-        window = timebase.to_device(window, self.scale)
+        self._rescale_after(window)
+        window = timebase.to_device(window, self.scale)  # each record at the D it ran at
         if self.is_main:
             self.all_records.extend(window)
             self.logger.log_window(window[-1]["step"], window, self.ranks)
         return window
+
+    def _rescale_after(self, window: list[dict]) -> None:
+        """Lag that persisted over the window (host-time records) raises D for the rest of the
+        run: every rank computes the same value from the same window, so no new sync point.
+        Device time only (host time would change the results), and not with rescale=off."""
+        if not (self.pacer.timeline and self.time_base == timebase.DEVICE
+                and self.cfg.emulation.rescale != "off"):
+            return
+        new = lag.next_scale(window, self.scale, float(self.cfg.emulation.reference_scale))
+        if new is None:
+            return
+        change = {"step": 1 + max(r["step"] for r in window), "from": self.scale, "to": new}
+        self.scale_changes.append(change)
+        self.scale = new
+        self.pacer.set_time_scale(new)
+        self.link.time_scale = self.trainer.faults.time_scale = new
+        if self.is_main:
+            print(f"hetbench: this machine fell behind the emulated timeline in steps "
+                  f"{window[0]['step']}-{window[-1]['step']} (a busy host?): time dilation D "
+                  f"{change['from']:.2f} -> {new:.2f} from step {change['step']}; results stay "
+                  "in device ms", flush=True)
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -156,7 +186,11 @@ class RankRun:
         if disk_error is not None and status == "ok":
             status, error = "failed", f"rank {self.env.rank}: could not write its records: {disk_error}"
         if self.is_main and not self.calibrate_only:
+            files.release(self.run_dir)  # the reserved space takes the summary and metadata
             summary = outputs.summary(self, status)
+            if status == "ok" and (why := outputs.degraded_because(self, summary)):
+                status, error = "degraded", why
+                summary["status"] = status
             if error:
                 summary["error"] = error
             files.write_json_atomic(self.run_dir / "summary.json", summary)

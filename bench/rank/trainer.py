@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bench import strategies
 from bench.costs.fleet import Fleet
+from bench.emulate import lag
 from bench.emulate.base import NoLink, NoPacing
 from bench.rank import prefetch
 from bench.rank.comm_hook import CommHook
@@ -218,5 +219,6 @@ class Trainer:
             "tokens": self.tokens_per_step, "loss": loss,
             "fault_ms": fault_ms, "overrun_ms": self.pacer.overrun_ms(),
             "lag_ms": self.pacer.lag_ms(),
+            "host_lag_ms": lag.host_lag_ms(self.pacer.overrun_ms(), self.pacer.lag_ms()),
             "bucket_bytes": list(self.hook.bucket_bytes),
         }

@@ -9,8 +9,10 @@ from bench.results.records import as_record
 # The numeric record fields every rank shares each window (bucket_bytes stays local).
 GATHERED = ("step", "rank", "warmup", "t_start_s", "t_ready_s", "t_synced_s", "t_end_s", "data_ms",
             "fwd_ms", "bwd_ms", "pad_ms", "injected_ms", "opt_ms", "step_ms",
-            "tokens", "loss", "fault_ms", "overrun_ms", "lag_ms", "outer_ms", "inter_site_bytes")
-STORED = GATHERED + ("wait_ms", "transfer_ms")  # what rank 0 keeps: attributed records
+            "tokens", "loss", "fault_ms", "overrun_ms", "lag_ms", "host_lag_ms", "outer_ms",
+            "inter_site_bytes", "time_scale")
+# What rank 0 keeps: attributed records, with the window's verdict on host lag (bench.emulate.lag)
+STORED = GATHERED + ("wait_ms", "transfer_ms", "host_lagged", "lagged")
 
 
 def unpack(row: list[float]) -> dict:

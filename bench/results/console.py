@@ -66,10 +66,11 @@ def percent(value) -> str:
 
 def flag_text(row: dict) -> str:
     """STRAGGLER: slower than its own device should be; expected: slow only because its device
-    is slower than the fastest (not news on a mixed fleet); blank otherwise."""
+    is slower than the fastest (not news on a mixed fleet); host: slow because this machine fell
+    behind the emulated timeline (emulation.lagged_steps=keep), no GPU's doing; blank otherwise."""
     if row["flagged"]:
         return "STRAGGLER"
-    return "expected" if row.get("reason") == "device" else ""
+    return {"device": "expected", "host": "host (this machine lagged)"}.get(row.get("reason"), "")
 
 
 def format_headline(summary: dict) -> str:

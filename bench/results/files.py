@@ -40,6 +40,31 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+RESERVE_NAME = ".status-reserve"
+RESERVE_BYTES = 256 * 1024  # summary.json + metadata.json of a few hundred ranks, with room
+
+
+def reserve(run_dir: Path, nbytes: int = RESERVE_BYTES) -> None:
+    """Hold disk space for the run's last words: a file of real blocks (zeros written, not a
+    sparse hole) that release() deletes right before the final summary and metadata are
+    written, so that a disk the rank logs filled still takes them. Best effort: a disk already
+    too full to reserve on gets no reserve."""
+    path = Path(run_dir) / RESERVE_NAME
+    try:
+        with open(path, "wb") as f:
+            f.write(b"\0" * nbytes)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def release(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (Path(run_dir) / RESERVE_NAME).unlink()
+
+
 def _jsonable(value):
     if hasattr(value, "item"):
         return value.item()

@@ -114,6 +114,8 @@ def pacing_targets(ranks: list[dict], scale: float = 1.0) -> list[Optional[float
 OK, DEVICE = "ok", "device"                  # not slow; slow only as its device predicts
 BELOW_EXPECTED, OVER_TARGET = "below_expected", "over_target"   # flagged: slower than its device
 BELOW_THRESHOLD = "below_threshold"          # flagged: slow, and no device model to excuse it
+HOST = "host"                                # slow because this machine fell behind, no GPU's
+HOST_SHARE = 0.2  # a flagged rank whose host lagged in this share of measured steps: `host`
 
 
 def straggler_reason(score: float, expected: Optional[float], compute: float,
@@ -147,6 +149,8 @@ def rank_rows(steps: dict, ranks: list[dict], threshold: float,
     for r, info in enumerate(ranks):
         score = fastest / compute[r]
         reason = straggler_reason(score, expected[r], compute[r], targets[r], threshold)
+        if reason in FLAGGED and host_lag_share(steps, r) >= HOST_SHARE:
+            reason = HOST  # emulation.lagged_steps=keep: the host's lag, kept, is not the GPU's
         rows.append({"rank": r, "site": info["site"], "device": info["device"],
                      "emulated_device": info.get("emulated_device"),
                      "compute_ms_p50": compute[r], "wait_ms_p50": float(col["wait_ms"][r]),
@@ -161,6 +165,14 @@ def rank_rows(steps: dict, ranks: list[dict], threshold: float,
 
 
 FLAGGED = (BELOW_EXPECTED, OVER_TARGET, BELOW_THRESHOLD)
+
+
+def host_lag_share(steps: dict, rank: int) -> float:
+    """Share of the steps in which this rank's host fell behind the emulated timeline
+    (bench.emulate.lag: records' host_lagged)."""
+    if not steps:
+        return 0.0
+    return sum(bool(recs[rank].get("host_lagged")) for recs in steps.values()) / len(steps)
 
 
 def over_steps(per_step: list[dict]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -33,9 +34,36 @@ class RankLog:
             pass
 
 
-def read_rank_logs(run_dir: Path) -> list[dict]:
+class CorruptLog(ValueError):
+    """A record in the middle of a rank log does not parse (not a cut-off last line)."""
+
+
+def read_rank_logs(run_dir: Path, notes: list | None = None) -> list[dict]:
+    """Every rank's records. A last line cut off mid-record (the disk filled up while it was
+    written) is skipped, and `notes` (or stderr) says so once per file; anything else that does
+    not parse raises CorruptLog naming the file and line."""
     records = []
     for path in sorted((Path(run_dir) / "ranks").glob("rank_*.jsonl")):
-        with open(path) as f:
-            records.extend(json.loads(line) for line in f if line.strip())
+        records.extend(_read_one(path, notes))
     return records
+
+
+def _read_one(path: Path, notes: list | None) -> list[dict]:
+    with open(path, errors="replace") as f:
+        lines = f.read().split("\n")
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if any(rest.strip() for rest in lines[number:]):
+                raise CorruptLog(f"{path}: line {number} is not a JSON record") from None
+            note = (f"{path.name}: its last record was cut off (the disk filled up while it was "
+                    f"written?); read the {len(out)} complete ones")
+            if notes is None:
+                print(f"hetbench: {note}", file=sys.stderr)
+            else:
+                notes.append(note)
+    return out

@@ -26,9 +26,12 @@ class Run:
     """Step records in the run's time base: device ms for an emulated run (host ms / D)."""
     world_size: int
     steps: dict = field(default_factory=dict)
-    """{step: [record per rank, by rank]}: measured steps that every rank recorded."""
+    """{step: [record per rank, by rank]}: measured steps that every rank recorded (steps in
+    which the host lagged left out, unless the run kept them: emulation.lagged_steps)."""
     all_steps: dict = field(default_factory=dict)
-    """The same, warmup steps included (for the loss curve and the timeline)."""
+    """The same, warmup and lagged steps included (for the loss curve and the timeline)."""
+    notes: list = field(default_factory=list)
+    """What reading skipped (a rank log's cut-off last record), to say once."""
 
     @property
     def threshold(self) -> float:
@@ -87,11 +90,13 @@ class Run:
         return None if value is None else float(value)
 
 
-def device_records(path: Path, metadata: dict, summary: Optional[dict] = None) -> list[dict]:
+def device_records(path: Path, metadata: dict, summary: Optional[dict] = None,
+                   notes: Optional[list] = None) -> list[dict]:
     """Every rank's step records in the run's time base: the rank logs hold host time, and an
-    emulated run's D (summary.json's time_scale, else metadata.json's) divides every time."""
+    emulated run's D (each record's time_scale; for older runs summary.json's, else
+    metadata.json's) divides every time. `notes` collects what reading had to skip."""
     scale = timebase.scale_of(summary) if summary else timebase.scale_of(metadata)
-    return timebase.to_device(ranklog.read_rank_logs(path), scale)
+    return timebase.to_device(ranklog.read_rank_logs(path, notes), scale)
 
 
 def load(path) -> Run:
@@ -107,13 +112,21 @@ def load(path) -> Run:
     config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
     metadata = files.read_json(path / "metadata.json")
     summary = files.read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    records = [r for r in device_records(path, metadata, summary) if r.get("wait_ms") is not None]
+    notes: list[str] = []
+    try:
+        records = [r for r in device_records(path, metadata, summary, notes)
+                   if r.get("wait_ms") is not None]
+    except ranklog.CorruptLog as err:
+        raise NotARunDir(str(err)) from None
     if not records:
         raise NotARunDir(f"{path}: ranks/*.jsonl hold no attributed step records")
     world = int(metadata.get("world_size") or summary.get("world_size")
                 or 1 + max(r["rank"] for r in records))
-    run = Run(path, config, metadata, summary, records, world)
-    run.steps = metrics.complete_steps(records, world, measured_only=True)
+    run = Run(path, config, metadata, summary, records, world, notes=notes)
+    kept = records
+    if ((config.get("emulation") or {}).get("lagged_steps") or "exclude") == "exclude":
+        kept = [r for r in records if not r.get("lagged")]  # the host's lag, not the cluster's
+    run.steps = metrics.complete_steps(kept, world, measured_only=True)
     run.all_steps = metrics.complete_steps(records, world, measured_only=False)
     if not run.steps:
         raise NotARunDir(f"{path}: no measured (non-warmup) step was recorded by all "

@@ -16,11 +16,17 @@ def is_time_key(key: str) -> bool:
 
 
 def to_device(records, scale: float) -> list[dict]:
-    """Copies of host-time records with every time (`*_ms`, `*_s`) divided by `scale`."""
+    """Copies of host-time records with every time (`*_ms`, `*_s`) divided by the record's own
+    `time_scale` (the D it ran at: D can rise mid-run, bench.emulate.lag), else by `scale`
+    (records written before records carried their D)."""
+    return [_one(r, r.get("time_scale") or scale) for r in records]
+
+
+def _one(rec: dict, scale: float) -> dict:
     if scale == 1.0:
-        return [dict(r) for r in records]
-    return [{k: (v / scale if is_time_key(k) and isinstance(v, (int, float))
-                 and not isinstance(v, bool) else v) for k, v in r.items()} for r in records]
+        return dict(rec)
+    return {k: (v / scale if is_time_key(k) and isinstance(v, (int, float))
+                and not isinstance(v, bool) else v) for k, v in rec.items()}
 
 
 def scale_of(doc: dict) -> float:

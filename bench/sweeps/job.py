@@ -94,6 +94,7 @@ def _run_point(cfg, point: Point, sweep_dir: Path, total: int) -> dict | None:
     elapsed = time.monotonic() - started
     clock.done(elapsed)
     status = "ok" if rc == 0 and table.finished_ok(run_dir) else \
+        "degraded" if rc == 0 and table.summary_status(run_dir) == "degraded" else \
         "interrupted" if rc == interrupts.EXIT_INTERRUPTED else "failed"
     print(f"{label}: {status} in {fmt_s(elapsed)}; {clock.eta_text()}", flush=True)
     if not node.leader:

@@ -31,11 +31,16 @@ def not_run(p: Plan, point: Point, reason: str) -> dict:
 
 
 def finished_ok(run_dir: Path) -> bool:
+    """Done, and trusted: a `degraded` point (its host fell behind) is run again on resume."""
+    return summary_status(run_dir) == "ok"
+
+
+def summary_status(run_dir: Path):
     path = run_dir / "summary.json"
     try:
-        return path.exists() and files.read_json(path).get("status") == "ok"
+        return files.read_json(path).get("status") if path.exists() else None
     except ValueError:  # half a file cannot happen (atomic writes), but a hand-edited one can
-        return False
+        return None
 
 
 def row_for(point: Point, run_id: str, run_dir: Path, status: str, elapsed, reused: bool) -> dict:
