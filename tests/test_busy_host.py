@@ -89,10 +89,12 @@ def test_kept_lag_without_recovery_degrades_the_run_and_blames_the_host(tmp_path
     assert read_json(run_dir / "metadata.json")["status"] == "degraded"
     assert s["emulation"]["time_scale_changes"] == []
     assert "run degraded" in output
-    lagging = {r["rank"] for r in ranklog.read_rank_logs(run_dir) if r.get("host_lagged")}
-    flagged_or_host = [r for r in s["ranks"] if r["flagged"] or r["reason"] == "host"]
-    assert all(r["reason"] == "host" for r in flagged_or_host), s["ranks"]
-    assert lagging, "the load should have made some host lag"
+    records = [r for r in ranklog.read_rank_logs(run_dir) if not r["warmup"]]
+    assert any(r.get("host_lagged") for r in records), "the load should have made a host lag"
+    for row in s["ranks"]:  # a rank whose host lagged often is never called a straggler
+        mine = [r for r in records if r["rank"] == row["rank"]]
+        if sum(bool(r.get("host_lagged")) for r in mine) >= 0.2 * len(mine):
+            assert not row["flagged"] and row["reason"] in ("host", "ok", "device"), row
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:

@@ -73,9 +73,10 @@ class EmulationConfig:
     time_scale: Optional[float] = None
     """D itself (null: calibrated at start). Sweeps set it so that every point shares one D."""
     rescale: str = "auto"
-    """auto: when this machine falls behind the paced timeline in most steps of a log window (a
-    busy host), the ranks agree on a larger D for the rest of the run (bench.emulate.lag); off:
-    keep the D of the start whatever happens."""
+    """When this machine falls behind the paced timeline in over 30% of a log window's steps (a
+    busy host), the ranks agree on a larger D for the rest of the run (bench.emulate.lag). auto:
+    where D was calibrated, not where emulation.time_scale pins it (a sweep's shared D); on:
+    always; off: never."""
     lagged_steps: str = "exclude"
     """Steps in which some rank's host fell behind the timeline: exclude (statistics, flags and
     the what-if leave them out) or keep."""

@@ -128,7 +128,7 @@ def validate_choices(cfg: DictConfig) -> None:
         "emulation.time": (cfg.emulation.time, ("device", "host")),
         "emulation.precision": (cfg.emulation.precision, ("auto", *devices.PRECISIONS)),
         "emulation.stack": (cfg.emulation.stack, ("auto", *devices.STACKS)),
-        "emulation.rescale": (cfg.emulation.rescale, ("auto", "off")),
+        "emulation.rescale": (cfg.emulation.rescale, ("auto", "on", "off")),
         "emulation.lagged_steps": (cfg.emulation.lagged_steps, ("exclude", "keep")),
         "train.device": (cfg.train.device, ("auto", "cpu", "cuda")),
         "train.precision": (cfg.train.precision, ("auto", *devices.PRECISIONS)),

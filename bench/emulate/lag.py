@@ -12,7 +12,8 @@ Per record (host ms on disk, device ms once read):
                 cluster's); statistics leave such steps out unless emulation.lagged_steps=keep
 
 At every window's gather (no new synchronization: every rank holds the same window) the ranks
-compute the same new D when lag persisted: more than PERSIST of the window's steps lagged. The
+compute the same new D when lag persisted: more than PERSIST of the window's measured steps
+lagged (warm-up steps, whose first iterations lag anyway, do not count). The
 new D covers the median need of those steps with the calibration's headroom, and never shrinks.
 """
 from __future__ import annotations
@@ -71,7 +72,7 @@ def next_scale(window: list[dict], scale: float, headroom: float) -> float | Non
     """The larger D the ranks switch to after this window (host-time records at D = `scale`),
     or None when the lag did not persist or the current D already covers it."""
     by_step: dict = {}
-    for rec in window:
+    for rec in (r for r in window if not r["warmup"]):  # warm-up's first steps lag anyway
         need = 1.0 + host_lag_ms(rec["overrun_ms"], rec["lag_ms"]) / max(_work(rec), 1e-9)
         by_step.setdefault(rec["step"], []).append((rank_lagged(rec), need))
     lagged = [max(need for _, need in rows) for rows in by_step.values()

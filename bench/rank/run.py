@@ -156,9 +156,10 @@ class RankRun:
     def _rescale_after(self, window: list[dict]) -> None:
         """Lag that persisted over the window (host-time records) raises D for the rest of the
         run: every rank computes the same value from the same window, so no new sync point.
-        Device time only (host time would change the results), and not with rescale=off."""
+        Device time only (host time would change the results); emulation.rescale says where."""
+        mode, pinned = self.cfg.emulation.rescale, self.cfg.emulation.time_scale is not None
         if not (self.pacer.timeline and self.time_base == timebase.DEVICE
-                and self.cfg.emulation.rescale != "off"):
+                and (mode == "on" or (mode == "auto" and not pinned))):
             return
         new = lag.next_scale(window, self.scale, float(self.cfg.emulation.reference_scale))
         if new is None:
