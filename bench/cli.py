@@ -10,6 +10,7 @@
   hetbench predict --from RUN_DIR      re-predict a finished run, measured vs predicted
   hetbench predict -m a=1,2 b=x,y      a sweep of predictions, with plots and findings
   hetbench devices [overrides...]      the device model's times on every catalog device
+  hetbench config [overrides...]       the composed, validated config
 """
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="links fitted by `hetbench collectives` in place of network.* "
                            "(the same as predict.links_from=...)")
     pred.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    conf = sub.add_parser("config", help="print the composed, validated config (YAML)",
+                          description="What a run with these overrides would use: every key, "
+                                      "after validation (a bad value exits 2 naming the fix).")
+    conf.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     dev = sub.add_parser("devices", help="the device model's times for the configured model on "
                          "every catalog device", description="Forward, backward and optimizer "
                          "device ms, MFU and regime (launch- or compute-bound) per catalog "
@@ -87,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             from bench.collectives.driver import main as collectives_main
 
             return collectives_main(args)
+        if args.command == "config":
+            from omegaconf import OmegaConf
+
+            from bench import config as config_mod
+
+            print(OmegaConf.to_yaml(config_mod.compose(args.overrides), resolve=True), end="")
+            return 0
         if args.command == "devices":
             from bench.predict.device_table import main as devices_main
 

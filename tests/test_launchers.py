@@ -126,9 +126,17 @@ def test_a_slurm_node_places_its_own_ranks_not_the_whole_world(monkeypatch):
 
 
 @pytest.mark.parametrize("nodelist, first", [("gpu[07-08]", "gpu07"), ("n1,n2", "n1"),
-                                             ("a[3,5-9]-ib,b1", "a3-ib"), ("solo", "solo")])
+                                             ("a[3,5-9]-ib,b1", "a3-ib"), ("solo", "solo"),
+                                             ("rack[1-2]-node[01-04]", "rack1-node01"),
+                                             ("[a]", "a"), ("gpu[007-010]", "gpu007")])
 def test_first_host_of_a_slurm_node_list(nodelist, first):
     assert slurm.first_host(nodelist) == first
+
+
+@pytest.mark.parametrize("nodelist", ["", "gpu[07-"])
+def test_a_bad_node_list_names_the_variable(nodelist):
+    with pytest.raises(ConfigError, match="SLURM_JOB_NODELIST"):
+        slurm.first_host(nodelist)
 
 
 def test_slurm_command_names_the_fix_for_a_bad_split_or_a_missing_environment():

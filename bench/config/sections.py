@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench import hardware
 from bench.config.schema import STRATEGIES
@@ -139,8 +139,16 @@ def validate_choices(cfg: DictConfig) -> None:
         "strategy.name": (cfg.strategy.name, STRATEGIES),
     }
     for key, (value, allowed) in choices.items():
+        if "on" in allowed and str(value) in YAML_BOOLEANS:
+            value = YAML_BOOLEANS[str(value)]  # YAML reads a bare on/off as a boolean
+            OmegaConf.update(cfg, key, value)
         if value not in allowed:
             raise ConfigError(key, value, "use one of: " + ", ".join(allowed))
+
+
+# A bare `on` in YAML is the boolean True, which a string key receives as "True": where a key
+# takes on/off, that is what the user wrote.
+YAML_BOOLEANS = {"True": "on", "False": "off", "true": "on", "false": "off"}
 
 
 def validate_faults(cfg: DictConfig) -> None:

@@ -58,8 +58,23 @@ def _outcome(exc: BaseException, stop, rank: int, run) -> tuple[str, str]:
     error = f"rank {rank}: {_describe(exc, run)}"
     if not isinstance(exc, SystemExit):
         traceback.print_exc()
+        _tell_torchrun(exc)
     print(f"hetbench: {error}", file=sys.stderr, flush=True)
     return "failed", error
+
+
+def _tell_torchrun(exc: BaseException) -> None:
+    """What torch's @record does for an entry that raises: the exception into torchrun's error
+    file, so that its failure summary names this rank as the root cause (this entry returns an
+    exit status instead of raising, so the decorator would see nothing)."""
+    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(exc)
+    except Exception:  # noqa: BLE001 - telling torchrun is a courtesy, never a second failure
+        pass
 
 
 def _describe(exc: BaseException, run) -> str:

@@ -59,9 +59,15 @@ def format_table(summary: dict) -> str:
 
 
 def percent(value) -> str:
+    """A share as people read it: 23.2%, 0.42%, and a launch-bound rank's tiny MFU as two
+    significant digits (0.016%), never a flat 0.00%."""
     if value is None:
         return "-"
-    return f"{value:.2%}" if value < 0.01 else f"{value:.1%}"  # a launch-bound rank's is tiny
+    if value >= 0.01:
+        return f"{value:.1%}"
+    if value >= 0.001 or value == 0:
+        return f"{value:.2%}"
+    return f"{value * 100:.2g}%"
 
 
 def flag_text(row: dict) -> str:

@@ -77,12 +77,22 @@ def torchrun_command(cfg, overrides: list[str], env: Mapping[str, str]) -> list[
 
 
 def first_host(nodelist: str) -> str:
-    """The first host of a Slurm node list: `gpu[07-09,12],cpu1` -> `gpu07`."""
-    m = re.match(r"([^,\[]+)(?:\[([^\]]+)\]([^,]*))?", nodelist.strip())
-    if not m:
+    """The first host of a Slurm node list (`gpu[07-09,12],cpu1` -> `gpu07`,
+    `rack[1-2]-node[01-04]` -> `rack1-node01`), by submitit's own parser: this path runs inside a
+    job that submitit started, and Slurm's syntax (several bracket groups, zero padding) is not
+    worth a second parser."""
+    try:
+        from submitit.slurm.slurm import _parse_node_list
+    except ImportError:
+        raise ConfigError("SLURM_JOB_NODELIST", nodelist, "reading a Slurm node list needs "
+                          "submitit: pip install 'hetbench[cluster]'") from None
+    try:
+        hosts = _parse_node_list(nodelist.strip())
+    except Exception:  # noqa: BLE001 - submitit raises its own parse errors and ValueErrors
+        hosts = []
+    if not hosts or not all(hosts):
         raise ConfigError("SLURM_JOB_NODELIST", nodelist, "not a Slurm node list")
-    prefix, ranges, suffix = m.groups()
-    return prefix if not ranges else prefix + re.split(r"[,-]", ranges)[0] + (suffix or "")
+    return hosts[0]
 
 
 def is_slurm(launcher) -> bool:
