@@ -140,6 +140,9 @@ class RankRun:
         metrics.attribute(window)
         if self.pacer.timeline:
             lag.mark(window)  # every rank holds the same window: the same verdict everywhere
+        else:  # no emulated timeline (real GPUs, unpaced CPU): nothing to fall behind
+            for rec in window:
+                rec["host_lagged"] = rec["lagged"] = False
         mine_attributed = [w for w in window if w["rank"] == self.env.rank]
         for rec, done in zip(self.pending, mine_attributed):
             for key in ("wait_ms", "transfer_ms", "host_lagged", "lagged"):
