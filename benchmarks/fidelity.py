@@ -16,7 +16,9 @@ Prediction for one point, all in device ms, from the run's own metadata:
 What T_model leaves out is this machine's own cost (a real transfer slower than the emulated wire,
 wake-up lag, sampling the batch), which shows only where the phases' slack cannot absorb it; the
 host(%) column is the run's own estimate of it (summary.json emulation.host_share).
-Last line: fidelity_median_err_pct=<x> max_err_pct=<y>.
+The measured step leaves out the steps in which some host fell behind the timeline, as the summary
+does (lagged(%) says how many; bench.emulate.lag). Last line: fidelity_median_err_pct=<x>
+max_err_pct=<y>.
 
 Every run of a world size shares one D (emulation.time_scale from `hetbench calibrate`), as a
 sweep's points do, so that the points differ only by cluster and link.
@@ -69,13 +71,16 @@ def run_point(out: Path, overrides: list[str]) -> Path:
     return new
 
 
-def measured(run_dir: Path) -> tuple[float, dict, list]:
-    """Median device step time, metadata and device-time records of a run."""
+def measured(run_dir: Path) -> tuple[float, dict, list, float]:
+    """Median device step time over the steps in which no host lagged (what the summary
+    reports: bench.emulate.lag), metadata, device-time records, and the share of measured steps
+    that lagged."""
     meta = json.loads((run_dir / "metadata.json").read_text())
     records = timebase.to_device(read_rank_logs(run_dir), timebase.scale_of(meta))
     steps = metrics.complete_steps(records, meta["world_size"])
-    T = statistics.median(metrics.step_values(recs)["T"] for recs in steps.values())
-    return T, meta, records
+    kept = {s: recs for s, recs in steps.items() if not any(r.get("lagged") for r in recs)}
+    T = statistics.median(metrics.step_values(recs)["T"] for recs in (kept or steps).values())
+    return T, meta, records, 1 - len(kept) / len(steps)
 
 
 def predict(meta: dict, records: list, overrides: list[str], jitter: float) -> float:
@@ -122,7 +127,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         print(f"{'W':>2} {'cluster':<9} {'lat(ms)':>7} {'bw(Gb/s)':>8} {'D':>6} {'model(ms)':>9} "
-              f"{'meas(ms)':>9} {'err(%)':>7} {'host(%)':>7}", flush=True)
+              f"{'meas(ms)':>9} {'err(%)':>7} {'host(%)':>7} {'lagged(%)':>9}", flush=True)
         for world in worlds:
             common_w = [f"emulation.reference_scale={headroom(world)}", *common]
             scale = time_scale([clusters(world)["homog"], "network=rack", *common_w])
@@ -131,12 +136,13 @@ def main(argv=None) -> None:
                 point = [groups, "network=rack", f"network.inter_site.latency_ms={lat}",
                          f"network.inter_site.bandwidth_gbps={bw}", *common_w]
                 run_dir = run_point(out, point)
-                T, meta, records = measured(run_dir)
+                T, meta, records, lagged = measured(run_dir)
                 pred = predict(meta, records, point, 0.0)
                 errors.append(abs(T - pred) / T * 100)
                 share = json.loads((run_dir / "summary.json").read_text())["emulation"]["host_share"]
                 print(f"{world:>2} {name:<9} {lat:>7.0f} {bw:>8.0f} {scale:>6.2f} {pred:>9.2f} "
-                      f"{T:>9.2f} {errors[-1]:>7.2f} {share * 100:>7.1f}", flush=True)
+                      f"{T:>9.2f} {errors[-1]:>7.2f} {share * 100:>7.1f} {lagged * 100:>9.0f}",
+                      flush=True)
     print(f"{len(errors)} points in {time.monotonic() - started:.0f} s")
     print(f"fidelity_median_err_pct={statistics.median(errors):.2f} max_err_pct={max(errors):.2f}")
 

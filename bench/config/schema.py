@@ -80,9 +80,10 @@ class EmulationConfig:
     lagged_steps: str = "exclude"
     """Steps in which some rank's host fell behind the timeline: exclude (statistics, flags and
     the what-if leave them out) or keep."""
-    max_lagged_share: float = 0.25
+    max_lagged_share: float = 0.5
     """A run in which more than this share of measured steps lagged ends `degraded` (exit 0):
-    its numbers are the host's as much as the cluster's."""
+    with lagged steps excluded, fewer than half of its steps are left to trust; kept, its
+    numbers are the host's as much as the cluster's."""
     stack: str = "auto"
     """Which kernels the device model times (bench.costs.kernels): eager (hetbench's own loop: a
     kernel per op, autocast casts) or fused (a production stack: flash attention, fused norms and

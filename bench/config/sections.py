@@ -176,7 +176,7 @@ def validate_emulation(cfg: DictConfig) -> None:
                           "use a positive headroom factor (1.25 is the default)")
     if not 0 <= e.max_lagged_share <= 1:
         raise ConfigError("emulation.max_lagged_share", e.max_lagged_share,
-                          "use a share between 0 and 1 (0.25: degraded above a quarter)")
+                          "use a share between 0 and 1 (0.5: degraded above half)")
     if e.time_scale is not None and e.time_scale < 1:
         raise ConfigError("emulation.time_scale", e.time_scale,
                           "use 1 or more (device time is never faster than this machine), or null "

@@ -65,6 +65,9 @@ def _with_predict_overrides(cfg, overrides: list[str]):
 def caveat(summary: dict, cfg=None) -> str | None:
     """Why the two may not be comparable: the prediction is of the emulated devices' time, of
     the configured fleet, without faults."""
+    if summary.get("status") == "degraded":
+        return ("the run is degraded: its host fell behind the emulated timeline in many steps, "
+                "which its numbers leave out (emulation.lagged_steps) or keep")
     if summary.get("status") != "ok":
         return f"the run's status is {summary.get('status')!r}: it may have stopped early"
     if summary.get("time_base") != timebase.DEVICE:

@@ -154,10 +154,13 @@ def _register_launchers() -> None:
 
 def _final_line(p: Plan, elapsed: float) -> int:
     rows = files.read_json(p.sweep_dir / "sweep.json")["points"]
-    failed = [r["point"] for r in rows if r["status"] != "ok"]
+    failed = [r["point"] for r in rows if r["status"] not in ("ok", "degraded")]
+    degraded = [r["point"] for r in rows if r["status"] == "degraded"]
     missing = len(p.points) - len(rows)
-    print(f"hetbench: sweep {p.sweep_id} done in {job.fmt_s(elapsed)}: {len(rows) - len(failed)} ok, "
+    ok = len(rows) - len(failed) - len(degraded)
+    print(f"hetbench: sweep {p.sweep_id} done in {job.fmt_s(elapsed)}: {ok} ok, "
           f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}"
+          f"{f', {len(degraded)} degraded (the host fell behind; a resume reruns them): ' + ', '.join(degraded) if degraded else ''}"
           f"{f', {missing} never reported' if missing else ''}\n"
           f"hetbench: results in {p.sweep_dir}/sweep.csv; report: hetbench report {p.sweep_dir}",
           flush=True)
