@@ -30,6 +30,12 @@ def run_hetbench(out_root: Path, *overrides: str, timeout: float = 300) -> tuple
     return proc.returncode, (dirs[-1] if dirs else None), proc.stdout + proc.stderr
 
 
+def kept_records(run_dir: Path) -> list[dict]:
+    """read_records less the steps in which some host lagged: what a run's statistics use
+    (emulation.lagged_steps=exclude, the default; bench.emulate.lag)."""
+    return [r for r in read_records(run_dir) if not r.get("lagged")]
+
+
 def read_records(run_dir: Path) -> list[dict]:
     """A run's step records in the time users read: device ms for an emulated run (host / D)."""
     run_dir = Path(run_dir)

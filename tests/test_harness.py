@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import read_json, read_records, run_hetbench
+from conftest import kept_records, read_json, read_records, run_hetbench
 
 from bench.results import metrics
 
@@ -71,7 +71,7 @@ def test_clock_offsets_on_one_host_are_under_a_millisecond(clean_run):
 
 def _recompute_summary(run_dir):
     meta = read_json(run_dir / "metadata.json")
-    return metrics.summarize(read_records(run_dir), meta["ranks"], 0.75)
+    return metrics.summarize(kept_records(run_dir), meta["ranks"], 0.75)
 
 
 @pytest.mark.parametrize("fixture", ["clean_run", "slow_fault_run"])
@@ -91,7 +91,7 @@ def test_summary_agrees_with_the_records(fixture, request):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-9)
         assert mine["flagged"] == theirs["flagged"]
     # and independently of bench.results.metrics: the step time is the slowest rank's step
-    records = [r for r in read_records(run_dir) if not r["warmup"]]
+    records = [r for r in kept_records(run_dir) if not r["warmup"]]
     per_step = {}
     for r in records:
         per_step[r["step"]] = max(per_step.get(r["step"], 0.0), r["step_ms"])

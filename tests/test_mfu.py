@@ -6,7 +6,7 @@ import pytest
 from bench import config
 from bench.costs import device_times, devices
 from bench.results import metrics, mfu
-from tests.conftest import read_json, read_records, run_hetbench
+from tests.conftest import kept_records, read_json, run_hetbench
 
 
 def _step(step: int, computes: list[float], step_ms: float, tokens: list[int]) -> list[dict]:
@@ -77,7 +77,7 @@ def test_emulated_run_mfu_matches_the_device_model_and_the_records(tmp_path):
         eff = devices.mfu_while_computing(device, work, devices.phase_times(device, work))
         assert row["mfu_compute"] == pytest.approx(eff, rel=0.05), row
         assert row["bound"] == "compute-bound"
-    steps = metrics.complete_steps(read_records(run_dir), 4)
+    steps = metrics.complete_steps(kept_records(run_dir), 4)
     rows = [mfu.rank_mfu(steps, r, info) for r, info in enumerate(meta["ranks"])]
     peaks = [devices.peak_tflops(i["emulated_device"], "bf16") for i in meta["ranks"]]
     assert summary["mfu"] == pytest.approx(sum(r["achieved_tflops"] for r in rows) / sum(peaks))
