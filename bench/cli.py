@@ -4,6 +4,7 @@
   hetbench run -m a=1,2 b=x,y          a sweep (a Hydra multirun): one torchrun group per point;
                                        hydra/launcher=submitit_local|slurm to run points as jobs
   hetbench report RUN_DIR              analysis.json, report.html, plots/, trace.json
+                                       (--internals: the emulation's pad and lagged steps too)
   hetbench calibrate [overrides...]    the time dilation D this machine needs for a config
   hetbench collectives [overrides...]  nccl-tests-style collective timings by scope, link fit
   hetbench predict [overrides...]      the same numbers from the models, for any world size
@@ -34,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     report = sub.add_parser("report", help="analyse a run (or sweep) directory")
     report.add_argument("run_dir")
+    report.add_argument("--internals", action="store_true",
+                        help="also draw the emulation's own marks in the timeline and trace: the "
+                             "pad compute pacing put inside forward + backward, and the steps in "
+                             "which this machine fell behind the emulated timeline")
     calib = sub.add_parser("calibrate", help="time this machine: the time dilation D a config needs",
                            description="Starts the ranks, times forward, backward and optimizer "
                                        "on this machine and prints the smallest time_scale D at "
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             return calibrate_main(args.overrides)
         from bench.analysis.report import main as report_main
 
-        return report_main(args.run_dir)
+        return report_main(args.run_dir, args.internals)
     except ConfigError as err:
         print(f"hetbench: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

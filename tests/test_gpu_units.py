@@ -71,5 +71,5 @@ def test_report_names_launch_bound_gpus_with_their_measured_busy_share():
     text = narrative.mfu_sentence(SimpleNamespace(summary=summary))
     assert text.startswith("Cluster MFU 23.2%: 459.00 TFLOP/s achieved against 1,978 TFLOP/s")
     assert "Rank 1 is launch-bound" in text and "Rank 0" not in text
-    assert "ran kernels 19% of forward + backward at most, by CUDA events)" in text
+    assert "ran kernels 19.0% of forward + backward at most, by CUDA events)" in text
     assert "train.compile=true" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from bench.results.console import flag_text
+from bench.results.console import flag_text, percent
 from bench.results.figures import data_uri
 from bench.results.rundir import Run
 
@@ -95,7 +95,7 @@ def summary_section(run: Run, analysis: dict) -> str:
         head = table(["step p50 (ms)", "p90 (ms)", "p99 (ms)", "tokens/s", "efficiency",
                       "slowdown balance", "network", "total", "final loss", "entropy floor"],
                      [[_num(st["p50"]), _num(st["p90"]), _num(st["p99"]),
-                       _num(s["tokens_per_s"], ",.0f"), _num(s["efficiency"], ".1%"),
+                       _num(s["tokens_per_s"], ",.0f"), percent(s["efficiency"]),
                        _num(sd["balance"], ".2f"), _num(sd["network"], ".2f"),
                        _num(sd["total"], ".2f"), _num(s.get("final_loss"), ".3f"),
                        _num(run.entropy_floor, ".3f")]])
@@ -109,7 +109,7 @@ def summary_section(run: Run, analysis: dict) -> str:
                      _num(srow.get("transfer_ms_p50")), _num(row["relative_score"], ".2f"),
                      _num(row["expected_score"], ".2f"), flag_text(row),
                      "yes" if row["anomalous"] else "",
-                     f"{row['last_arrivals']} ({row['last_arrival_share']:.0%})",
+                     f"{row['last_arrivals']} ({percent(row['last_arrival_share'])})",
                      f"x{whatif[r]['slowdown']:.2f}"])
         flags.append(row["flagged"] or row["anomalous"])
     per_rank = table(["rank", "compute p50 (ms)", "wait p50 (ms)", "transfer p50 (ms)", "score",
@@ -121,7 +121,7 @@ def summary_section(run: Run, analysis: dict) -> str:
 def analysis_section(analysis: dict, sentences: list[str]) -> str:
     items = "".join(f"<li>{_e(s)}</li>" for s in sentences)
     top = table(["k", "ranks fixed", "recovered share of gap to ideal", "step p50 after (ms)"],
-                [[t["k"], ", ".join(map(str, t["ranks"])), _num(t["recovered_share"], ".0%"),
+                [[t["k"], ", ".join(map(str, t["ranks"])), percent(t["recovered_share"]),
                   _num(t["step_ms_p50"])] for t in analysis["whatif"]["top_k"]])
     trans = table(["rank", "start step", "end step (exclusive)", "steps", "extra (ms)"],
                   [[t["rank"], t["start_step"], t["end_step"], t["steps"], _num(t["extra_ms"])]

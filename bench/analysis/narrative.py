@@ -1,7 +1,7 @@
 """The analysis in plain sentences, for the console verdict and the HTML report."""
 from __future__ import annotations
 
-from bench.results.console import percent
+from bench.results.console import milliseconds, percent
 from bench.results.rundir import Run
 
 NOTABLE_SLOWDOWN = 1.02
@@ -30,9 +30,10 @@ def rank_sentences(run: Run, analysis: dict) -> list[str]:
         if item["slowdown"] < NOTABLE_SLOWDOWN:
             break
         row = rows[item["rank"]]
-        out.append(f"{run.label(item['rank'])} was last ready in {row['last_arrival_share']:.0%} "
-                   f"of steps; making it as fast as the others would cut the step by "
-                   f"{_cut(item['slowdown']):.0%} (x{item['slowdown']:.2f}).")
+        out.append(f"{run.label(item['rank'])} was last ready in "
+                   f"{percent(row['last_arrival_share'])} of steps; making it as fast as the "
+                   f"others would cut the step by {percent(_cut(item['slowdown']))} "
+                   f"(x{item['slowdown']:.2f}).")
     if not out:
         out.append("No single rank holds the step back: making any one rank as fast as the "
                    f"others would cut the step by less than {_cut(NOTABLE_SLOWDOWN):.0%}.")
@@ -104,12 +105,12 @@ def top_k_sentence(analysis: dict) -> str | None:
     if not top or top[0]["recovered_share"] is None:
         return None
     k1 = top[0]
-    text = (f"Fixing the worst rank ({k1['ranks'][0]}) recovers {k1['recovered_share']:.0%} "
-            "of the gap to the ideal step")
+    text = (f"Fixing the worst rank ({k1['ranks'][0]}) recovers "
+            f"{percent(k1['recovered_share'])} of the gap to the ideal step")
     if len(top) > 2:
         k2 = top[1]
         text += (f"; fixing the two worst ({', '.join(map(str, k2['ranks']))}) recovers "
-                 f"{k2['recovered_share']:.0%}")
+                 f"{percent(k2['recovered_share'])}")
     return text + "."
 
 
@@ -117,8 +118,9 @@ def network_sentence(analysis: dict) -> str | None:
     parts = analysis["whatif"]["breakdown"]
     if parts["network_ms"] <= 0:
         return None
-    return (f"Injected link delay adds {parts['network_ms']:.1f} ms to the median step "
-            f"({parts['network_ms'] / parts['measured_ms']:.0%} of it).")
+    share = percent(parts["network_ms"] / parts["measured_ms"])
+    return (f"Injected link delay adds {milliseconds(parts['network_ms'])} ms to the median "
+            f"step ({share} of it).")
 
 
 def mfu_sentence(run: Run) -> str | None:
@@ -134,7 +136,8 @@ def mfu_sentence(run: Run) -> str | None:
     bound = [r for r in s.get("ranks") or [] if r.get("bound") == "launch-bound"]
     if bound:
         busy = [r["gpu_busy_share"] for r in bound if r.get("gpu_busy_share") is not None]
-        how = (f"their GPUs ran kernels {max(busy):.0%} of forward + backward at most, by CUDA events"
+        how = (f"their GPUs ran kernels {percent(max(busy))} of forward + backward at most, "
+               "by CUDA events"
                if busy else "the device model puts this model at eager PyTorch's launch floor")
         parts.append(f"{_ranks_text(bound)} {'is' if len(bound) == 1 else 'are'} launch-bound: "
                      f"the GPUs wait for their hosts ({how}), so faster GPUs gain little; "

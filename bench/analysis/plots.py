@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results.console import milliseconds
 from bench.results.figures import pyplot, save
 from bench.results.rundir import Run
 
@@ -75,8 +76,9 @@ def waterfall(run: Run, parts: dict, out: Path) -> Path:
             level += value
         ax.bar(i, height, bottom=bottom, color=colour, width=0.6)
         top = max(bottom, bottom + height)
-        sign = "" if kind == "total" else ("+" if value >= 0 else "")
-        ax.text(i, top, f"{sign}{value:.1f} ms", ha="center", va="bottom", fontsize=10)
+        text = milliseconds(value)
+        sign = "" if kind == "total" or text.startswith("-") else "+"
+        ax.text(i, top, f"{sign}{text} ms", ha="center", va="bottom", fontsize=10)
     ax.set_xticks(range(len(items)), [name for name, _, _ in items])
     ax.set_ylabel(f"median step time ({run.ms})")
     ax.set_ylim(0, max(v for _, v, k in items if k == "total") * 1.15)

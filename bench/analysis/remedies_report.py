@@ -16,6 +16,7 @@ from bench.analysis.remedies import (
     summarize,
 )
 from bench.results import files, rundir
+from bench.results.console import percent
 from bench.results.figures import data_uri
 
 
@@ -64,16 +65,23 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _signed_percent(pct) -> str:
+    """A loss gap in per cent with its sign: +5.6%, -0.042% (tiny gaps keep their digits)."""
+    if pct is None:
+        return "-"
+    return ("+" if pct > 0 else "") + percent(pct / 100.0)
+
+
 def _html(result: dict, images: list[Path], failed: list[str]) -> str:
     items = "".join(f"<li>{html.escape(v['sentence'])}</li>" for v in result["groups"])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = []
     for p in result["points"]:
         gap = "0" if p["strategy"] == BASELINE and p["loss_gap_pct"] is not None \
-            else _fmt(p["loss_gap_pct"], "+.1f") + ("%" if p["loss_gap_pct"] is not None else "")
+            else _signed_percent(p["loss_gap_pct"])
         cells = [p["strategy"], p["group"], _fmt(p["tokens_per_s"], ",.0f"),
                  _fmt(p["speedup_vs_ddp"], ".2f") + ("x" if p["speedup_vs_ddp"] else ""),
-                 _fmt(p["efficiency"], ".1%"), human_bytes(p["inter_site_bytes_per_step"]),
+                 percent(p["efficiency"]), human_bytes(p["inter_site_bytes_per_step"]),
                  _fmt(p["final_loss"], ".3f"), gap]
         left = " class='l'"
         body.append("<tr>" + "".join(f"<td{left if i < 2 else ''}>{html.escape(c)}</td>"

@@ -43,12 +43,29 @@ def analyse(run: rundir.Run) -> dict:
     }
 
 
-def make_plots(run: rundir.Run, analysis: dict, folder: Path) -> list[tuple[Path, str]]:
-    """[(png path, caption)] in the order the report shows them."""
+def timeline_caption(run: rundir.Run, analysis: dict, internals: bool) -> str:
+    """What the timeline shows; without `internals`, a word where its steps hold lagged ones."""
+    text = f"Phases of each rank on one clock ({run.ms})"
+    if internals:
+        return (text + "; black bars: the pad compute pacing put inside forward + backward; "
+                "red step labels: steps in which this machine fell behind the emulated timeline.")
+    shown = plots_time.window_steps(run, analysis["transients"])
+    lagged = sorted(plots_time.lagged_steps(run).intersection(shown))
+    if lagged:
+        return (text + f". In step{'s' if len(lagged) > 1 else ''} "
+                f"{', '.join(map(str, lagged))} this machine fell behind the emulated timeline, "
+                "so their phases are longer than the devices' own; --internals marks them.")
+    return text + "."
+
+
+def make_plots(run: rundir.Run, analysis: dict, folder: Path,
+               internals: bool = False) -> list[tuple[Path, str]]:
+    """[(png path, caption)] in the order the report shows them. `internals`: the timeline
+    shows the emulation's own marks too (pad, lagged steps), docs/report.md."""
     folder.mkdir(exist_ok=True)
     return [
-        (plots_time.timeline(run, analysis["transients"], folder / "timeline.png"),
-         "Phases of each rank on one clock; pad marks the emulated slowdown inside compute."),
+        (plots_time.timeline(run, analysis["transients"], folder / "timeline.png", internals),
+         timeline_caption(run, analysis, internals)),
         (plots.wait_heatmap(run, folder / "wait_heatmap.png"),
          "wait_ms per rank and measured step."),
         (plots.waterfall(run, analysis["whatif"]["breakdown"], folder / "waterfall.png"),
@@ -60,21 +77,22 @@ def make_plots(run: rundir.Run, analysis: dict, folder: Path) -> list[tuple[Path
     ]
 
 
-def build_report(run_dir) -> dict:
-    """Write analysis.json, plots/, report.html and trace.json; return what was written."""
+def build_report(run_dir, internals: bool = False) -> dict:
+    """Write analysis.json, plots/, report.html and trace.json; return what was written.
+    `internals`: the timeline and the trace show the emulation's own marks too."""
     run = rundir.load(run_dir)
     analysis = analyse(run)
     sentences = narrative.sentences(run, analysis)
     analysis["verdict"] = sentences
     files.write_json_atomic(run.path / "analysis.json", analysis)
-    figures = make_plots(run, analysis, run.path / "plots")
+    figures = make_plots(run, analysis, run.path / "plots", internals)
     page = html.write(run, analysis, sentences, figures, run.path / "report.html")
-    trace_path = trace.write(run, run.path / "trace.json")
+    trace_path = trace.write(run, run.path / "trace.json", internals)
     return {"analysis": analysis, "plots": [path for path, _ in figures], "html": page,
             "trace": trace_path, "verdict": sentences, "notes": run.notes}
 
 
-def main(run_dir: str) -> int:
+def main(run_dir: str, internals: bool = False) -> int:
     path = Path(run_dir)
     if (path / "sweep.json").exists():
         from bench.analysis.sweep_report import main as sweep_main
@@ -82,7 +100,7 @@ def main(run_dir: str) -> int:
         return sweep_main(run_dir)
     started = time.monotonic()
     try:
-        result = build_report(path)
+        result = build_report(path, internals)
     except rundir.NotARunDir as err:
         print(f"hetbench report: error: {err}", file=sys.stderr)
         return EXIT_NOT_A_RUN

@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.analysis import remedies_report
 from bench.analysis.remedies import number
 from bench.results import files
+from bench.results.console import percent
 from bench.results.figures import data_uri, pyplot, save
 
 METRICS = (("efficiency", "efficiency (share of device time computing)"),
@@ -135,7 +136,7 @@ text-align:right}th{background:#f3f3f3}td.l{text-align:left}.failed{color:#b00}
 img{max-width:100%;margin:0.5em 0}"""
 
 COLUMNS = (("point", None), ("status", None), ("step_ms_p50", "{:.1f}"),
-           ("tokens_per_s", "{:,.0f}"), ("efficiency", "{:.1%}"), ("slowdown_balance", "x{:.2f}"),
+           ("tokens_per_s", "{:,.0f}"), ("efficiency", percent), ("slowdown_balance", "x{:.2f}"),
            ("slowdown_network", "x{:.2f}"), ("slowdown_total", "x{:.2f}"), ("final_loss", "{:.3f}"))
 
 
@@ -151,6 +152,13 @@ def render_html(doc: dict, x_key: str | None, images: list[Path], extra: str = "
             "</body></html>\n")
 
 
+def _format(fmt, value) -> str:
+    """A cell: a format string, a formatter (percent: tiny shares keep their digits), or str."""
+    if fmt is None:
+        return str(value)
+    return fmt(value) if callable(fmt) else fmt.format(value)
+
+
 def _table(rows: list[dict]) -> str:
     head = "".join(f"<th>{name}</th>" for name, _ in COLUMNS)
     body = []
@@ -158,7 +166,7 @@ def _table(rows: list[dict]) -> str:
         cells = []
         for name, fmt in COLUMNS:
             value = row.get(name)
-            text = "-" if value is None else (fmt.format(value) if fmt else str(value))
+            text = "-" if value is None else _format(fmt, value)
             cls = "l" + (" failed" if name == "status" and value != "ok" else "")
             cells.append(f"<td class='{cls if fmt is None else ''}'>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

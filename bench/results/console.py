@@ -60,14 +60,26 @@ def format_table(summary: dict) -> str:
 
 def percent(value) -> str:
     """A share as people read it: 23.2%, 0.42%, and a launch-bound rank's tiny MFU as two
-    significant digits (0.016%), never a flat 0.00%."""
+    significant digits (0.016%), never a flat 0.00%. A negative share keeps its sign."""
     if value is None:
         return "-"
+    if value < 0:
+        return "-" + percent(-value)
     if value >= 0.01:
         return f"{value:.1%}"
     if value >= 0.001 or value == 0:
         return f"{value:.2%}"
     return f"{value * 100:.2g}%"
+
+
+def milliseconds(value) -> str:
+    """A time in ms as people read it: 12.3, and under a millisecond two significant digits
+    (0.024, never a flat 0.0); 0.0 below half a microsecond (float noise, under any timer)."""
+    if value is None:
+        return "-"
+    if abs(value) < 5e-4:
+        return "0.0"
+    return f"{value:.1f}" if abs(value) >= 0.95 else f"{value:.2g}"
 
 
 def flag_text(row: dict) -> str:
