@@ -5,6 +5,7 @@
                                        hydra/launcher=submitit_local|slurm to run points as jobs
   hetbench report RUN_DIR              analysis.json, report.html, plots/, trace.json
                                        (--internals: the emulation's pad and lagged steps too)
+  hetbench export RUN_DIR              every rank's steps as one table in device ms (steps.csv)
   hetbench calibrate [overrides...]    the time dilation D this machine needs for a config
   hetbench collectives [overrides...]  nccl-tests-style collective timings by scope, link fit
   hetbench predict [overrides...]      the same numbers from the models, for any world size
@@ -39,6 +40,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="also draw the emulation's own marks in the timeline and trace: the "
                              "pad compute pacing put inside forward + backward, and the steps in "
                              "which this machine fell behind the emulated timeline")
+    export = sub.add_parser("export", help="every rank's steps as one CSV or Parquet table, in "
+                            "the run's time base (device ms for an emulated run)",
+                            description="One row per (step, rank) of a finished or unfinished "
+                                        "run, in the time summary.json uses: the rank logs' host "
+                                        "ms divided by each step's time_scale. Columns: "
+                                        "docs/metrics.md, 'hetbench export'.")
+    export.add_argument("run_dir")
+    export.add_argument("--format", choices=("csv", "parquet"), default=None,
+                        help="csv (default) or parquet (needs pyarrow); default from --out's suffix")
+    export.add_argument("--out", metavar="PATH", default=None,
+                        help="file (or folder) to write; default RUN_DIR/steps.csv")
     calib = sub.add_parser("calibrate", help="time this machine: the time dilation D a config needs",
                            description="Starts the ranks, times forward, backward and optimizer "
                                        "on this machine and prints the smallest time_scale D at "
@@ -108,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.predict.device_table import main as devices_main
 
             return devices_main(args)
+        if args.command == "export":
+            from bench.analysis.export import main as export_main
+
+            return export_main(args.run_dir, args.format, args.out)
         if args.command == "calibrate":
             from bench.driver.calibrate import calibrate_main
 

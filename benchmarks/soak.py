@@ -111,6 +111,8 @@ def analyse(run_dir: Path, samples: list, steps: int) -> dict:
     for path in (run_dir / "ranks").glob("rank_*.jsonl"):
         for line in path.read_text().splitlines():
             rec = json.loads(line)
+            if rec.get("kind") == "header":  # the log's clock and D, not a step
+                continue
             by_step.setdefault(rec["step"], {})[rec["rank"]] = rec
     ranks = sorted(by_step[0])
     T = {s: max(r["step_ms"] for r in recs.values()) for s, recs in by_step.items()}

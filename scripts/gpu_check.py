@@ -63,7 +63,7 @@ def hetbench_run(out: Path, name: str, *overrides: str, timeout=300, env=None) -
 
 def phase_medians(run_dir: Path) -> dict:
     recs = [json.loads(line) for line in (run_dir / "ranks" / "rank_00000.jsonl").read_text().splitlines()]
-    recs = [r for r in recs if not r["warmup"]]
+    recs = [r for r in recs if r.get("kind") != "header" and not r["warmup"]]
 
     def med(f):
         return statistics.median(f(r) for r in recs)

@@ -59,11 +59,13 @@ def run_dir_of(out_root: Path) -> Path:
 
 
 def rank_steps(run_dir: Path) -> dict[int, list[int]]:
-    """Every line of every rank log parses (json.loads raises on half a line)."""
+    """Every line of every rank log parses (json.loads raises on half a line); the header,
+    first, names the rank."""
     out = {}
     for path in sorted((run_dir / "ranks").glob("rank_*.jsonl")):
-        recs = [json.loads(line) for line in path.read_text().splitlines()]
-        out[recs[0]["rank"]] = [r["step"] for r in recs]
+        head, *recs = [json.loads(line) for line in path.read_text().splitlines()]
+        assert head["kind"] == "header", head
+        out[head["rank"]] = [r["step"] for r in recs]
     return out
 
 

@@ -62,6 +62,8 @@ class RankRun:
         self.ranks = self._gather_rank_info()  # after calibration: a GPU pacer's real times
         if self.calibrate_only:
             return
+        # The log says its clock before any record: host time, and the D that makes device time.
+        self.log.write_header(ranklog.header(env.rank, self.run_id, self.time_base, self.scale))
         if self.is_main:
             outputs.write_metadata(self, "running")
             files.reserve(self.run_dir)  # room for the final status, however full the disk gets
@@ -108,7 +110,8 @@ class RankRun:
         every, last = self.cfg.train.log_every, self.cfg.train.steps - 1
         for step in steps:
             record = self.trainer.step(step)
-            record["time_scale"] = self.scale  # the D this step ran at: device ms = host / it
+            # the D this step ran at: device ms = host / it
+            record.update(kind=ranklog.STEP, time_scale=self.scale)
             self.pending.append(record)
             self.stop.check()
             if (step + 1) % every == 0 or step == last:

@@ -41,17 +41,7 @@ class Run:
     @property
     def ranks(self) -> list[dict]:
         """One entry per rank: {rank, site, device, emulated_device, speed} (metadata first)."""
-        meta = {int(r["rank"]): r for r in self.metadata.get("ranks") or []}
-        rows = {int(r["rank"]): r for r in self.summary.get("ranks") or []}
-        out = []
-        for r in range(self.world_size):
-            info = {**rows.get(r, {}), **meta.get(r, {})}
-            out.append({"rank": r, "site": str(info.get("site", "?")),
-                        "device": info.get("device") or info.get("configured_device") or "unknown",
-                        "emulated_device": info.get("emulated_device"),
-                        "configured_device": info.get("configured_device"),
-                        "speed": info.get("speed"), "device_times": info.get("device_times")})
-        return out
+        return rank_table(self.metadata, self.summary, self.world_size)
 
     @property
     def targets(self) -> list:
@@ -90,6 +80,30 @@ class Run:
         return None if value is None else float(value)
 
 
+def rank_table(metadata: dict, summary: dict, world_size: int) -> list[dict]:
+    """One entry per rank: {rank, site, device, emulated_device, configured_device, speed,
+    device_times}, from metadata.json's ranks, else summary.json's."""
+    meta = {int(r["rank"]): r for r in metadata.get("ranks") or []}
+    rows = {int(r["rank"]): r for r in (summary or {}).get("ranks") or []}
+    out = []
+    for r in range(world_size):
+        info = {**rows.get(r, {}), **meta.get(r, {})}
+        out.append({"rank": r, "site": str(info.get("site", "?")),
+                    "device": info.get("device") or info.get("configured_device") or "unknown",
+                    "emulated_device": info.get("emulated_device"),
+                    "configured_device": info.get("configured_device"),
+                    "speed": info.get("speed"), "device_times": info.get("device_times")})
+    return out
+
+
+def for_statistics(records: list[dict], config: dict) -> list[dict]:
+    """The records the summary's statistics use: steps in which some host lagged are left out
+    (the host's lag, not the cluster's) unless the run kept them (emulation.lagged_steps)."""
+    if ((config.get("emulation") or {}).get("lagged_steps") or "exclude") == "exclude":
+        return [r for r in records if not r.get("lagged")]
+    return records
+
+
 def device_records(path: Path, metadata: dict, summary: Optional[dict] = None,
                    notes: Optional[list] = None) -> list[dict]:
     """Every rank's step records in the run's time base: the rank logs hold host time, and an
@@ -101,17 +115,8 @@ def device_records(path: Path, metadata: dict, summary: Optional[dict] = None,
 
 def load(path) -> Run:
     """Read config.yaml, metadata.json, ranks/*.jsonl and summary.json; NotARunDir if absent."""
-    path = Path(path)
-    if not path.is_dir():
-        raise NotARunDir(f"{path}: no such directory")
-    missing = [name for name in ("config.yaml", "metadata.json", "ranks")
-               if not (path / name).exists()]
-    if missing:
-        raise NotARunDir(f"{path} is not a run directory: missing {', '.join(missing)} "
-                         "(make one with `hetbench run`)")
-    config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
-    metadata = files.read_json(path / "metadata.json")
-    summary = files.read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    path = check(path)
+    config, metadata, summary = read_documents(path)
     notes: list[str] = []
     try:
         records = [r for r in device_records(path, metadata, summary, notes)
@@ -123,12 +128,34 @@ def load(path) -> Run:
     world = int(metadata.get("world_size") or summary.get("world_size")
                 or 1 + max(r["rank"] for r in records))
     run = Run(path, config, metadata, summary, records, world, notes=notes)
-    kept = records
-    if ((config.get("emulation") or {}).get("lagged_steps") or "exclude") == "exclude":
-        kept = [r for r in records if not r.get("lagged")]  # the host's lag, not the cluster's
-    run.steps = metrics.complete_steps(kept, world, measured_only=True)
+    run.steps = metrics.complete_steps(for_statistics(records, config), world, measured_only=True)
     run.all_steps = metrics.complete_steps(records, world, measured_only=False)
     if not run.steps:
         raise NotARunDir(f"{path}: no measured (non-warmup) step was recorded by all "
                          f"{world} ranks; run more steps than train.warmup_steps")
     return run
+
+
+def check(path) -> Path:
+    """The path as a run directory, or NotARunDir saying what is missing and what to give."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NotARunDir(f"{path}: no such directory (give a run directory, runs/<run_id>, "
+                         "that `hetbench run` made)")
+    if (path / "sweep.json").exists():
+        raise NotARunDir(f"{path} is a sweep directory: give one of its points, "
+                         f"{path}/<point>")
+    missing = [name for name in ("config.yaml", "metadata.json", "ranks")
+               if not (path / name).exists()]
+    if missing:
+        raise NotARunDir(f"{path} is not a run directory: missing {', '.join(missing)} "
+                         "(give runs/<run_id>, made by `hetbench run`)")
+    return path
+
+
+def read_documents(path: Path) -> tuple[dict, dict, dict]:
+    """config.yaml, metadata.json and summary.json ({} until the run has finished)."""
+    config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+    metadata = files.read_json(path / "metadata.json")
+    summary = files.read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    return config, metadata, summary
