@@ -105,7 +105,7 @@ def validate_train(cfg: DictConfig) -> None:
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 # Every rank builds the Markov language row by row (~20 us a row) and holds its transition
 # tables (24 bytes a transition, more while building); at both limits that is 10-20 s and
-# ~220 MB per rank (GPT-2's 50,304 at branching 4: ~1 s, ~25 MB).
+# ~220 MB per rank (GPT-2's 50,304 at branching 4: 1-2 s, under 50 MB).
 MAX_MARKOV_VOCAB = 2**18  # above every tokenizer in use (GPT-2 50,257; Gemma 256,000)
 MAX_MARKOV_TRANSITIONS = 2**22  # vocab_size x branching: GPT-2's vocabulary up to branching 83
 
