@@ -57,6 +57,11 @@ CASES = [
                  ["offline, online, disabled"], id="bad-choice-wandb-mode"),
     pytest.param(["data.branching=0"], "data.branching", "0", ["positive integer"],
                  id="zero-branching"),
+    pytest.param(["data.vocab_size=300000"], "data.vocab_size", "300000",
+                 ["at most 262,144 tokens"], id="markov-vocab-too-large"),
+    pytest.param(["data.vocab_size=50304", "data.branching=84"], "data.branching", "84",
+                 ["at most 83 successors", "data.vocab_size=50304", "<= 4,194,304"],
+                 id="markov-too-many-transitions"),
     pytest.param(["data.kind=text", "data.path=/no/such/file.txt"], "data.path", "/no/such/file.txt",
                  ["no such file"], id="text-file-missing"),
 ]
@@ -92,6 +97,15 @@ def test_good_default_config_passes_validation():
     cfg = config_mod.compose([])
     assert cluster.world_size(cfg) == 4
     config_mod.validate(cfg, launched_world_size=4)
+
+
+@pytest.mark.parametrize("overrides", [["data.vocab_size=50304"],
+                                       ["data.vocab_size=50304", "data.branching=83"],
+                                       ["data.vocab_size=262144", "data.branching=16"],
+                                       ["data.vocab_size=16", "data.branching=1000"]])
+def test_large_markov_vocabularies_up_to_the_limits_pass_validation(overrides):
+    # The last: branching over the vocabulary means every token follows every token (k = V).
+    config_mod.validate(config_mod.compose(overrides), launched_world_size=4)
 
 
 def test_text_file_too_short(tmp_path, capsys, no_launch):

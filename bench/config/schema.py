@@ -114,9 +114,11 @@ class DataConfig:
     kind: str = "markov"
     """markov: seeded sparse Markov chain with an exact entropy floor; text: a UTF-8 file, bytes."""
     vocab_size: int = 256
+    """Tokens of the Markov chain (text: always 256 bytes); at most 262,144."""
     branching: int = 4
     """Successors per state in the Markov chain. The chain also restarts uniformly 5% of the time,
-    so the floor is about log(branching) or less, plus at most H(0.05) + 0.05 * log(vocab_size)."""
+    so the floor is about log(branching) or less, plus at most H(0.05) + 0.05 * log(vocab_size).
+    vocab_size x min(branching, vocab_size) is at most 4,194,304 (each rank holds the tables)."""
     path: Optional[str] = None
 
 

@@ -1,5 +1,5 @@
-"""Validation of the config's sections (train, model, strategy, faults, emulation, predict, the
-kernel link): one ConfigError per bad value, naming the key, the value and the fix."""
+"""Validation of the config's sections (train, data, model, strategy, faults, emulation, predict,
+the kernel link): one ConfigError per bad value, naming the key, the value and the fix."""
 from __future__ import annotations
 
 import os
@@ -99,20 +99,38 @@ def validate_train(cfg: DictConfig) -> None:
     if cfg.model.n_embd % cfg.model.n_head:  # positive: _validate_model ran first
         raise ConfigError("model.n_head", cfg.model.n_head,
                           f"must divide model.n_embd ({cfg.model.n_embd})")
-    for key in ("vocab_size", "branching"):
-        if cfg.data[key] <= 0:
-            raise ConfigError(f"data.{key}", cfg.data[key], "use a positive integer")
-    if cfg.data.kind == "text" and not cfg.data.path:
-        raise ConfigError("data.path", None, "set data.path to a UTF-8 text file for data.kind=text")
-    if cfg.data.kind == "text" and not Path(cfg.data.path).is_file():
-        raise ConfigError("data.path", cfg.data.path,
-                          f"no such file (from {os.getcwd()}); point it at a UTF-8 text file")
-    if cfg.data.kind == "text" and Path(cfg.data.path).stat().st_size < max(1024, t.seq_len + 2):
-        raise ConfigError("data.path", cfg.data.path, f"the file is too short; use at least "
-                          f"{max(1024, t.seq_len + 2)} bytes of text (1 KiB, and train.seq_len + 2)")
+    validate_data(cfg)
 
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
+# Every rank builds the Markov language row by row (~20 us a row) and holds its transition
+# tables (24 bytes a transition, more while building); at both limits that is 10-20 s and
+# ~220 MB per rank (GPT-2's 50,304 at branching 4: 1-2 s, under 50 MB).
+MAX_MARKOV_VOCAB = 2**18  # above every tokenizer in use (GPT-2 50,257; Gemma 256,000)
+MAX_MARKOV_TRANSITIONS = 2**22  # vocab_size x branching: GPT-2's vocabulary up to branching 83
+
+
+def validate_data(cfg: DictConfig) -> None:
+    d, seq_len = cfg.data, cfg.train.seq_len
+    for key in ("vocab_size", "branching"):
+        if d[key] <= 0:
+            raise ConfigError(f"data.{key}", d[key], "use a positive integer")
+    if d.kind == "markov" and d.vocab_size > MAX_MARKOV_VOCAB:
+        raise ConfigError("data.vocab_size", d.vocab_size, f"use at most {MAX_MARKOV_VOCAB:,} "
+                          "tokens: every rank builds the Markov language row by row")
+    if d.kind == "markov" and d.vocab_size * min(d.branching, d.vocab_size) > MAX_MARKOV_TRANSITIONS:
+        raise ConfigError("data.branching", d.branching, f"use at most "
+                          f"{MAX_MARKOV_TRANSITIONS // d.vocab_size:,} successors per token at "
+                          f"data.vocab_size={d.vocab_size} (vocab_size x branching <= "
+                          f"{MAX_MARKOV_TRANSITIONS:,}: every rank holds the chain's tables)")
+    if d.kind == "text" and not d.path:
+        raise ConfigError("data.path", None, "set data.path to a UTF-8 text file for data.kind=text")
+    if d.kind == "text" and not Path(d.path).is_file():
+        raise ConfigError("data.path", d.path,
+                          f"no such file (from {os.getcwd()}); point it at a UTF-8 text file")
+    if d.kind == "text" and Path(d.path).stat().st_size < max(1024, seq_len + 2):
+        raise ConfigError("data.path", d.path, f"the file is too short; use at least "
+                          f"{max(1024, seq_len + 2)} bytes of text (1 KiB, and train.seq_len + 2)")
 
 
 def validate_model(cfg: DictConfig) -> None:

@@ -18,6 +18,10 @@ import torch
 
 
 class MarkovLanguage:
+    """The chain as its sparse rows: each state's `successors` (V, k) and their `probs` (V, k),
+    mixed with a uniform restart. The V x V matrix P = (1 - restart) * sparse + restart / V is
+    never formed, so memory and time are O(V * k): a GPT-2-sized vocabulary costs megabytes."""
+
     def __init__(self, vocab_size: int, branching: int, seed: int):
         rng = np.random.default_rng([seed, 0x4D41524B])  # the language depends on the seed only
         k = min(branching, vocab_size)
@@ -33,26 +37,40 @@ class MarkovLanguage:
         self.stationary = self._stationary()
         self.entropy_floor = float(self._entropy_rate())
 
-    def _transition_matrix(self) -> np.ndarray:
-        P = np.zeros((self.vocab_size, self.vocab_size))
-        np.add.at(P, (np.arange(self.vocab_size)[:, None], self.successors), self.probs)
-        return P
+    def step(self, pi: np.ndarray) -> np.ndarray:
+        """pi @ P for a distribution (or any vector) pi over the states, in O(V * k)."""
+        to_successors = np.bincount(self.successors.ravel(), minlength=self.vocab_size,
+                                    weights=(pi[:, None] * self.probs).ravel())
+        return (1 - self.restart) * to_successors + (self.restart / self.vocab_size) * pi.sum()
 
     def _stationary(self) -> np.ndarray:
-        P = (1 - self.restart) * self._transition_matrix() + self.restart / self.vocab_size
-        self.P = P
+        # Power iteration from uniform: the restart contracts every step by at least 1 - restart,
+        # so an L1 change under 1e-13 arrives within a few hundred steps at any vocabulary.
         pi = np.full(self.vocab_size, 1.0 / self.vocab_size)
         for _ in range(10_000):
-            nxt = pi @ P
+            nxt = self.step(pi)
             if np.abs(nxt - pi).sum() < 1e-13:
                 break
             pi = nxt
         return nxt / nxt.sum()
 
+    def prob(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """P[prev, nxt] for arrays of token pairs: the restart's share, plus the successor's."""
+        prev, nxt = np.asarray(prev), np.asarray(nxt)
+        on_list = self.successors[prev] == nxt[..., None]  # (..., k): at most one True per pair
+        return (1 - self.restart) * (self.probs[prev] * on_list).sum(axis=-1) \
+            + self.restart / self.vocab_size
+
     def _entropy_rate(self) -> float:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            row_h = -np.nansum(np.where(self.P > 0, self.P * np.log(self.P), 0.0), axis=1)
-        return float(self.stationary @ row_h)
+        # Row s of P holds (1 - r) * probs[s] + r / V on its k successors and r / V on the
+        # V - k other tokens, so H(P[s, :]) is a sum of k terms plus one for the rest.
+        k = self.successors.shape[1]
+        uniform = self.restart / self.vocab_size
+        on_list = (1 - self.restart) * self.probs + uniform  # > 0: the restart reaches every token
+        off_list = (self.vocab_size - k) * uniform * np.log(uniform)
+        row_h = -(on_list * np.log(on_list)).sum(axis=1) - off_list
+        # numpy's own sum, not BLAS's dot: the same bits at any BLAS thread count (ranks differ).
+        return float((self.stationary * row_h).sum())
 
     def sample(self, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
         """(batch, length) int64 token ids from the stationary chain."""
