@@ -89,6 +89,20 @@ def test_hetbench_rdzv_port_moves_the_base_of_the_slurm_rendezvous_port():
     assert "--rdzv-endpoint=gpu07:31242" in cmd
 
 
+def test_a_slurm_nodes_ranks_are_told_the_endpoint_its_torchrun_meets_at():
+    """HETBENCH_RDZV_ENDPOINT (recorded in metadata.json) is the --rdzv-endpoint, on every node;
+    a local job and a job outside Slurm get none."""
+    target = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    for env in (SLURM_ENV, dict(SLURM_ENV, SLURM_NODEID="0", HETBENCH_RDZV_PORT="31000")):
+        node = slurm.node_for(target, env)
+        assert f"--rdzv-endpoint={node.env['HETBENCH_RDZV_ENDPOINT']}" in node.command(_cfg(4), [])
+    assert slurm.node_for(target, SLURM_ENV).env == {"HETBENCH_RDZV_ENDPOINT": "gpu07:29742"}
+    assert slurm.node_for(target, dict(SLURM_ENV, SLURM_NODEID="0", HETBENCH_RDZV_PORT="31000")) \
+        .env == {"HETBENCH_RDZV_ENDPOINT": "gpu07:31242"}
+    assert slurm.node_for(target, {}).env == {}
+    assert slurm.node_for(target.replace("Slurm", "Local"), SLURM_ENV).env == {}
+
+
 @pytest.mark.parametrize("nodes, gpus, worlds, key", [
     (2, 8, [16, 15], "hydra.launcher.nodes"), (2, 8, [16, 8], "hydra.launcher.gpus_per_node")])
 def test_slurm_allocation_is_checked_against_every_point(nodes, gpus, worlds, key):

@@ -117,7 +117,7 @@ def test_on_one_gpu_four_ranks_are_paced_everywhere_they_are_asked(monkeypatch):
     cfg = config.compose([])
     assert placement.of_config(cfg, 4).device == "cpu"
     assert placement.paced_here(cfg, 4) and timescale.paces(cfg)
-    assert command.cpu_threads(cfg) == max(1, (os.cpu_count() or 1) // 4)
+    assert command.cpu_threads(cfg) == max(1, len(os.sched_getaffinity(0)) // 4)
 
 
 def test_calibrate_works_on_a_one_gpu_machine(monkeypatch, capsys):
@@ -146,3 +146,13 @@ def test_a_sweep_on_a_one_gpu_machine_shares_one_time_scale(monkeypatch, tmp_pat
     timescale.share_time_scale(p)
     scales = {c.emulation.time_scale for c in p.configs}
     assert len(scales) == 1 and None not in scales and p.time_scale in scales
+
+
+def test_a_cpu_rank_shares_the_cpus_it_may_run_on_not_the_machines(monkeypatch):
+    """A Slurm job given 4 of a node's 64 cores (its affinity): 2 local ranks get 2 threads
+    each, not 32; without an affinity API, the machine's count."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {8, 9, 10, 11}, raising=False)
+    assert placement.usable_cpus() == 4 and placement.cpu_share(2) == 2
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert placement.usable_cpus() == 64 and placement.cpu_share(2) == 32

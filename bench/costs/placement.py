@@ -87,8 +87,19 @@ def threads_per_rank(cfg, device_type: str, local_ranks: int) -> int:
 
 
 def cpu_share(local_ranks: int) -> int:
-    """A CPU rank's share of this machine's cores (at least one): oversubscribed ranks thrash."""
-    return max(1, (os.cpu_count() or 1) // max(1, local_ranks))
+    """A CPU rank's share of the cores this process may use (at least one): oversubscribed ranks
+    thrash."""
+    return max(1, usable_cpus() // max(1, local_ranks))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: a Slurm job's own (task/affinity, task/cgroup), a
+    container's cpuset, `taskset`'s. os.cpu_count() counts the machine's: a job given 4 of 64
+    cores would start 64 threads per rank on its 4."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API (macOS): the machine's count
+        return os.cpu_count() or 1
 
 
 def paced_here(cfg, local_ranks: int) -> bool:

@@ -13,7 +13,8 @@ from pathlib import Path
 ENV_ALLOW = ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
              "HETBENCH_RUN_ID", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "NCCL_DEBUG",
              "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_ALGO", "NCCL_PROTO", "GLOO_SOCKET_IFNAME",
-             "SLURM_JOB_ID", "SLURM_NNODES", "WANDB_MODE")
+             "SLURM_JOB_ID", "SLURM_NNODES", "SLURM_JOB_NODELIST", "HETBENCH_RDZV_ENDPOINT",
+             "WANDB_MODE")
 
 
 def write_json_atomic(path: Path, obj) -> None:

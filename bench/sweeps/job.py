@@ -130,7 +130,8 @@ def _launch(cfg, point, overrides, run_dir: Path, run_id: str, node) -> int:
     from hydra.core.utils import env_override
 
     # The W&B logger puts the swept keys at the top of the run's config (bench.rank.wandb_logger).
-    with env_override({"HETBENCH_SWEPT": json.dumps(point.swept)}):
+    # A Slurm node's ranks also get the rendezvous endpoint (bench.sweeps.slurm: metadata).
+    with env_override({"HETBENCH_SWEPT": json.dumps(point.swept), **node.env}):
         try:
             return launch(cfg, overrides, run_dir, run_id, command=node.command,
                           leader=node.leader, nodes=node.nodes)

@@ -11,6 +11,8 @@ The first node hosts the rendezvous and is the leader: it alone writes the run d
 config, status and headline and the sweep table's row (the ranks' rank 0 writes the summary,
 as in every run). The port is 29500 (or $HETBENCH_RDZV_PORT, as for launch/slurm.sbatch) + job
 id mod 1000, so that two points whose jobs share a first node do not meet at one endpoint.
+The ranks get that endpoint as HETBENCH_RDZV_ENDPOINT (metadata.json records it with
+SLURM_JOB_NODELIST: where the nodes met), as under launch/slurm.sbatch.
 
 Before anything is submitted, `check_allocation` holds the preset to what the ranks need: the
 world size splits evenly over `nodes`, and `gpus_per_node` is one GPU per rank, or null for CPU
@@ -21,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from bench.costs import cluster
@@ -36,6 +38,7 @@ class Node:
     leader: bool
     command: Callable  # (cfg, overrides) -> the torchrun command line
     nodes: int = 1  # the job's nodes: this one runs world // nodes of the ranks
+    env: Mapping[str, str] = field(default_factory=dict)  # for this node's torchrun and ranks
 
     @property
     def local(self) -> bool:
@@ -56,7 +59,22 @@ def node_for(launcher_target: str, env: Mapping[str, str]) -> Node:
         return Node(True, command.torchrun_command)
     return Node(int(env.get("SLURM_NODEID", "0")) == 0,
                 lambda cfg, overrides: torchrun_command(cfg, overrides, env),
-                int(env.get("SLURM_NNODES", "1")))
+                int(env.get("SLURM_NNODES", "1")), rendezvous_env(env))
+
+
+def rendezvous_env(env: Mapping[str, str]) -> dict:
+    """HETBENCH_RDZV_ENDPOINT for the ranks, so that metadata.json says where the nodes met;
+    nothing outside a Slurm job (torchrun_command then says what is missing)."""
+    if any(k not in env for k in NEEDED):
+        return {}
+    return {"HETBENCH_RDZV_ENDPOINT": rdzv_endpoint(env)}
+
+
+def rdzv_endpoint(env: Mapping[str, str]) -> str:
+    """host:port of the c10d rendezvous: the job's first node, the port base + job id mod 1000."""
+    base = int(env.get("HETBENCH_RDZV_PORT", "29500"))
+    port = base + int(re.sub(r"\D", "", env["SLURM_JOB_ID"]) or 0) % 1000
+    return f"{first_host(env['SLURM_JOB_NODELIST'])}:{port}"
 
 
 def torchrun_command(cfg, overrides: list[str], env: Mapping[str, str]) -> list[str]:
@@ -68,12 +86,9 @@ def torchrun_command(cfg, overrides: list[str], env: Mapping[str, str]) -> list[
     if world % nnodes:
         raise ConfigError("cluster.groups", world, f"{world} ranks do not split evenly over "
                           f"{nnodes} nodes; set hydra.launcher.nodes to a divisor of {world}")
-    base = int(env.get("HETBENCH_RDZV_PORT", "29500"))
-    port = base + int(re.sub(r"\D", "", env["SLURM_JOB_ID"]) or 0) % 1000
     return command.torchrun(world // nnodes, command.WORKER, overrides, rendezvous=[
         f"--nnodes={nnodes}", f"--node-rank={int(env['SLURM_NODEID'])}", "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={first_host(env['SLURM_JOB_NODELIST'])}:{port}",
-        f"--rdzv-id={env['SLURM_JOB_ID']}"])
+        f"--rdzv-endpoint={rdzv_endpoint(env)}", f"--rdzv-id={env['SLURM_JOB_ID']}"])
 
 
 def first_host(nodelist: str) -> str:
