@@ -57,6 +57,11 @@ CASES = [
                  ["offline, online, disabled"], id="bad-choice-wandb-mode"),
     pytest.param(["data.branching=0"], "data.branching", "0", ["positive integer"],
                  id="zero-branching"),
+    pytest.param(["strategy.split=fast"], "strategy.split", "fast",
+                 ["use uniform or balanced", "strategy=diloco strategy.split=balanced"],
+                 id="bad-split"),
+    pytest.param(["strategy=balanced", "strategy.split=uniform"], "strategy.split", "uniform",
+                 ["ddp with the balanced split", "use strategy=ddp"], id="balanced-uniform"),
     pytest.param(["data.kind=text", "data.path=/no/such/file.txt"], "data.path", "/no/such/file.txt",
                  ["no such file"], id="text-file-missing"),
 ]
