@@ -62,6 +62,11 @@ CASES = [
     pytest.param(["data.vocab_size=50304", "data.branching=84"], "data.branching", "84",
                  ["at most 83 successors", "data.vocab_size=50304", "<= 4,194,304"],
                  id="markov-too-many-transitions"),
+    pytest.param(["strategy.split=fast"], "strategy.split", "fast",
+                 ["use uniform or balanced", "strategy=diloco strategy.split=balanced"],
+                 id="bad-split"),
+    pytest.param(["strategy=balanced", "strategy.split=uniform"], "strategy.split", "uniform",
+                 ["ddp with the balanced split", "use strategy=ddp"], id="balanced-uniform"),
     pytest.param(["data.kind=text", "data.path=/no/such/file.txt"], "data.path", "/no/such/file.txt",
                  ["no such file"], id="text-file-missing"),
 ]

@@ -1,5 +1,6 @@
-"""Remedies report: for a sweep that swept `strategy` (ddp against powersgd, diloco, ...), which
-strategy gives the most tokens/s at each inter-site latency, and what it costs in loss.
+"""Remedies report: for a sweep that swept `strategy` or its split (ddp against powersgd, diloco,
+diloco+balanced, ...), which strategy gives the most tokens/s at each inter-site latency, and what
+it costs in loss.
 
 Speed alone misleads: local-update strategies (localsgd, diloco) and compressed gradients train a
 different model per token than ddp. So each strategy is compared with ddp at the same latency
@@ -11,6 +12,8 @@ sentence) need no matplotlib; bench.analysis.remedies_report loads the run direc
 from __future__ import annotations
 
 import math
+
+from bench.costs import split
 
 BASELINE = "ddp"
 LATENCY_KEY = "network.inter_site.latency_ms"
@@ -68,11 +71,22 @@ def loss_gap_pct(curve: dict | None, base: dict | None) -> float | None:
 # Grouping, the table, winners and sentences (pure).
 
 def strategy_of(row: dict) -> str:
-    """The row's strategy name; a summary's strategy description is a dict with a name."""
+    """The row's strategy name as its run reported it ('diloco+balanced'); a summary's
+    strategy description is a dict with a name. A point that wrote no summary is named from
+    its swept keys, the same way (bench.costs.split.label_of)."""
     value = row.get("strategy")
     if isinstance(value, dict):
         value = value.get("name")
-    return str(value or row["swept"].get("strategy"))
+    if value:
+        return str(value)
+    swept = row["swept"]
+    name = swept.get("strategy.name") or swept.get("strategy")
+    return split.label_of(str(name), swept.get("strategy.split")) if name else "?"
+
+
+def strategy_swept(swept_keys: list[str]) -> bool:
+    """Does the sweep choose strategies (`strategy`, `strategy.name` or `strategy.split`)?"""
+    return any(k in split.KEYS for k in swept_keys)
 
 
 def number(value):
@@ -99,8 +113,9 @@ def others_label(swept: dict) -> str:
 
 
 def group_keys(swept_keys: list[str]) -> list[str]:
-    """Swept keys other than strategy: points agreeing on these are compared with each other."""
-    return [k for k in swept_keys if k != "strategy"]
+    """Swept keys other than those choosing the strategy and its split: points agreeing on
+    these are compared with each other (diloco+balanced beside diloco and ddp)."""
+    return [k for k in swept_keys if k not in split.KEYS]
 
 
 def group_label(swept: dict) -> str:

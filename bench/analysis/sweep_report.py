@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.analysis import remedies_report
-from bench.analysis.remedies import number
+from bench.analysis.remedies import number, strategy_swept
 from bench.results import files
 from bench.results.console import percent
 from bench.results.figures import data_uri, pyplot, save
@@ -36,7 +36,7 @@ def main(sweep_dir: str) -> int:
               for key, label in METRICS]
     images.append(plot_slowdown(rows, plots / "sweep_slowdown.png"))
     extra = ""
-    if "strategy" in doc["swept_keys"]:  # a remedies sweep: which strategy wins, at what loss
+    if strategy_swept(doc["swept_keys"]):  # a remedies sweep: which strategy wins, at what loss
         extra = remedies_report.report(sweep_dir, doc, plots)
     out = sweep_dir / "report.html"
     out.write_text(render_html(doc, x_key, images, extra))

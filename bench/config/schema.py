@@ -130,6 +130,10 @@ STRATEGIES = ("ddp", "ddp_bf16", "powersgd", "balanced", "hierarchical", "locals
 class StrategyConfig:
     """How the ranks exchange what they learned (bench.strategies; one preset per name)."""
     name: str = "ddp"
+    split: Optional[str] = None
+    """How the global batch is cut over the ranks (bench.costs.split): uniform (train.micro_batch
+    each) or balanced (in proportion to speed: over every rank, or within each site for localsgd
+    and diloco). Null: the preset's (balanced for strategy=balanced, else uniform)."""
     bucket_cap_mb: float = 25.0
     sync_every: int = 50
     """localsgd / diloco: inner steps between two syncs across sites (H)."""

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import hardware
 from bench.config.schema import STRATEGIES
-from bench.costs import device_times, devices
+from bench.costs import device_times, devices, split
 from bench.costs.cluster import world_size
 from bench.errors import ConfigError
 
@@ -40,6 +40,7 @@ def validate_predict(cfg: DictConfig) -> None:
 
 def validate_strategy(cfg: DictConfig) -> None:
     st = cfg.strategy
+    validate_split(st)
     if st.bucket_cap_mb <= 0:
         raise ConfigError("strategy.bucket_cap_mb", st.bucket_cap_mb, "use a positive size in MB (25 is DDP's)")
     if st.sync_every < 1:
@@ -54,6 +55,15 @@ def validate_strategy(cfg: DictConfig) -> None:
     if st.powersgd_start_step < 2:
         raise ConfigError("strategy.powersgd_start_step", st.powersgd_start_step,
                           "use 2 or more: torch's PowerSGD with error feedback needs one plain step")
+
+
+def validate_split(st) -> None:
+    if st.split is not None and st.split not in split.SPLITS:
+        raise ConfigError("strategy.split", st.split,
+                          "use uniform or balanced (e.g. strategy=diloco strategy.split=balanced)")
+    if st.name == split.BALANCED_PRESET and split.split_of(st.name, st.split) != "balanced":
+        raise ConfigError("strategy.split", st.split, "strategy=balanced is ddp with the balanced "
+                          "split; for ddp's uniform split use strategy=ddp")
 
 
 def validate_workload(cfg: DictConfig) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from bench import hardware
-from bench.costs import balance, buckets, cluster, devices, placement
+from bench.costs import balance, buckets, cluster, devices, placement, split
 from bench.costs.profile import load_profile
 
 
@@ -43,7 +43,7 @@ def has_workload(cfg) -> bool:
 def workload_applies(cfg, device_type: str) -> bool:
     """Whether this rank's times, bytes and tokens are the emulated workload's: only where it is
     paced (bench.costs.placement.paced). Unpaced, a rank reports what it really trained; the
-    workload still sets a balanced split, so that the same config trains the same way."""
+    workload still sets the balanced split, so that the same config trains the same way."""
     return has_workload(cfg) and placement.paced(str(cfg.emulation.compute), device_type)
 
 
@@ -105,13 +105,21 @@ def tokens_scale(cfg) -> float:
 
 
 def micro_batches(cfg) -> list[int]:
-    """Each rank's micro-batch: train.micro_batch, or for strategy=balanced the split of the
-    global batch (W x micro_batch) that minimises the slowest rank's modelled step work
-    (compute at its batch + its optimizer step, which every rank runs on its own)."""
-    world = cluster.world_size(cfg)
-    if cfg.strategy.name != "balanced":
-        return [int(cfg.train.micro_batch)] * world
-    return balance.split_batch(world * int(cfg.train.micro_batch), step_work(cfg))
+    """Each rank's micro-batch: train.micro_batch, or with the balanced split
+    (bench.costs.split) the split of each scope's batch (its ranks x micro_batch: the whole
+    cluster, or a site for the outer-sync strategies) that minimises its slowest rank's modelled
+    step work (compute at its batch + its optimizer step, which every rank runs on its own)."""
+    mb = int(cfg.train.micro_batch)
+    out = [mb] * cluster.world_size(cfg)
+    if not split.is_balanced(cfg.strategy):
+        return out
+    work = step_work(cfg)
+    sites = [row["site"] for row in cluster.rank_table(cfg)]
+    for scope in split.scopes(cfg.strategy, sites):
+        for rank, batch in zip(scope, balance.split_batch(len(scope) * mb,
+                                                          [work[r] for r in scope])):
+            out[rank] = batch
+    return out
 
 
 def step_work(cfg) -> list:
@@ -147,7 +155,7 @@ def _rank_time(cfg, rank: int, batch: int, at_uniform: devices.PhaseTimes) -> de
 
 def rank_times(cfg, batches: list[int] | None = None) -> list[devices.PhaseTimes]:
     """One PhaseTimes per rank, numbered group by group, at each rank's micro-batch (default:
-    the strategy's split, bench.costs.device_times.micro_batches)."""
+    the run's split, micro_batches)."""
     world = cluster.world_size(cfg)
     uniform = int(cfg.train.micro_batch)
     batches = batches or micro_batches(cfg)

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from bench.costs import buckets as buckets_mod
-from bench.costs import cluster, device_times
+from bench.costs import cluster, device_times, split
 
 MIB = 1024 * 1024
 
@@ -36,7 +36,7 @@ class Transfers:
 
 @dataclass(frozen=True)
 class Exchange:
-    name: str
+    name: str  # the strategy as the run reports it (bench.costs.split.label)
     plain: Transfers  # a step without compression (and every step of most strategies)
     compressed: Optional[Transfers]  # powersgd from its start step
     compress_from: int
@@ -60,7 +60,8 @@ def build(cfg) -> Exchange:
     numel = np.array([b.numel for b in bucket_list], dtype=float)
     share = np.cumsum(numel) / numel.sum()
     raw = numel * buckets_mod.BYTES_FP32 * scale
-    route = {"hierarchical": "hierarchical", "localsgd": "site", "diloco": "site"}.get(st.name, "ring")
+    route = "site" if st.name in split.OUTER_SYNC else \
+        "hierarchical" if st.name == "hierarchical" else "ring"
     plain = Transfers(raw / 2 if st.name == "ddp_bf16" else raw, share, route, 1, "plain")
     compressed = None
     if st.name == "powersgd":  # torch's hook: every bucket three rounds once it compresses
@@ -70,8 +71,8 @@ def build(cfg) -> Exchange:
         compressed = Transfers(sent * buckets_mod.BYTES_FP32 * scale * ratio, share, "ring", 3,
                                "compressed")
     outer = float(numel.sum() * buckets_mod.BYTES_FP32 * scale) \
-        if st.name in ("localsgd", "diloco") else 0.0
-    return Exchange(st.name, plain, compressed, max(2, int(st.powersgd_start_step)), outer,
+        if st.name in split.OUTER_SYNC else 0.0
+    return Exchange(split.label(st), plain, compressed, max(2, int(st.powersgd_start_step)), outer,
                     "hierarchical", int(st.sync_every))
 
 

@@ -2,9 +2,10 @@
 micro-batch), each with a count, so that 200,000 ranks cost what a handful of groups cost.
 
 Device times come from bench.costs.device_times (the emulator's own code) run on a stand-in config
-with one rank per class. Up to EXACT_RANKS ranks the balanced split is the emulator's own
-per-rank split; above (where the per-rank split would take seconds), the group-level
-water-filling of bench.costs.balance.split_groups.
+with one rank per class. Up to EXACT_RANKS ranks the balanced split (bench.costs.split decides
+whether, and over which ranks) is the emulator's own per-rank split; above (where the per-rank
+split would take seconds), the group-level water-filling of bench.costs.balance.split_groups over
+the same scopes.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 
 from bench import hardware
 from bench.config.schema import GroupConfig
-from bench.costs import balance, device_times
+from bench.costs import balance, device_times, split
 from bench.costs.cluster import scaled_counts  # noqa: F401 (its home: costs)
 
 EXACT_RANKS = 32  # the emulator runs 4-32 ranks; its per-rank split is slow beyond
@@ -76,7 +77,7 @@ def build(cfg, world_size: int | None = None) -> Fleet:
 def _classes(cfg, counts: list[int]) -> list[tuple[int, int, int]]:
     """(group, micro-batch, ranks) rows, in rank order."""
     mb = int(cfg.train.micro_batch)
-    if cfg.strategy.name != "balanced":
+    if not split.is_balanced(cfg.strategy):
         return [(g, mb, n) for g, n in enumerate(counts)]
     world = sum(counts)
     if world <= EXACT_RANKS:  # the emulator's own per-rank split
@@ -89,8 +90,12 @@ def _classes(cfg, counts: list[int]) -> list[tuple[int, int, int]]:
             else:
                 rows.append([g, b, 1])
         return [tuple(r) for r in rows]
-    one_each = _stand_in(cfg, list(range(len(counts))))
-    return balance.split_groups(mb, counts, device_times.step_work(one_each))
+    work = device_times.step_work(_stand_in(cfg, list(range(len(counts)))))
+    out: list[tuple[int, int, int]] = []
+    for scope in split.scopes(cfg.strategy, [str(g.site) for g in cfg.cluster.groups]):
+        rows = balance.split_groups(mb, [counts[g] for g in scope], [work[g] for g in scope])
+        out += [(scope[i], b, n) for i, b, n in rows]
+    return out
 
 
 def _ideal(cfg, counts: list[int]) -> float:

@@ -109,7 +109,7 @@ class Batches:
     """Deterministic per-rank batches: batch(step) depends only on (seed, rank, step).
 
     The step's global batch is W x micro_batch sequences; rank r's uniform share is drawn from
-    its own stream (seed, r, step). A rank with an uneven share (strategy=balanced) takes the
+    its own stream (seed, r, step). A rank with an uneven share (strategy.split=balanced) takes the
     global sequences [offset, offset + micro_batch) instead, drawing each uniform share it
     overlaps from that share's stream: the cluster trains on exactly the sequences a uniform
     split would, only cut differently, so the global gradient is the uniform split's."""

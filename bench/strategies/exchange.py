@@ -11,6 +11,8 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
 
+from bench.costs import split
+
 
 class Sent(NamedTuple):
     fut: torch.futures.Future
@@ -152,7 +154,7 @@ class Hierarchical:
 
 
 def build(name: str, strategy_cfg, groups, world_size: int, powersgd_ratio: float = 1.0):
-    if name in ("localsgd", "diloco"):
+    if name in split.OUTER_SYNC:
         return SiteRing(groups)
     if name == "ddp_bf16":
         return Bf16()
