@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 return run_sweep(args.overrides)
             from bench.driver.run import run_one
+            from bench.predict.remedy import for_run
 
-            return run_one(args.overrides)
+            return run_one(args.overrides, epilogue=for_run)
         if args.command == "predict":
             from bench.predict.cli import main as predict_main
 

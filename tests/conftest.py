@@ -16,7 +16,8 @@ from bench.results.ranklog import read_rank_logs as read_host_records  # noqa: F
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 
 # Small, fast defaults for multi-process tests: the tiny model, short sequences.
-FAST = ["train.micro_batch=2", "train.seq_len=32", "logger=none"]
+# experiment=none: the tiny model timed as itself, not the default experiment's GPT-2 workload.
+FAST = ["experiment=none", "train.micro_batch=2", "train.seq_len=32", "logger=none"]
 
 
 def run_hetbench(out_root: Path, *overrides: str, timeout: float = 300) -> tuple[int, Path, str]:
@@ -52,7 +53,8 @@ def out_root(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
-# The default run (mixed4 over campus, the default model, reference_scale 1.25), shorter:
+# The default cluster and link (mixed4 over campus) with the tiny model timed as itself
+# (experiment=none, in FAST), reference_scale 1.25, shorter:
 # shared by the device-time and predictor tests, which read the same run.
 DEFAULT_SHORT = ["train.seq_len=64", "train.steps=60", "train.warmup_steps=10"]
 

@@ -22,7 +22,9 @@ CAL = roofline.CALIBRATION
 
 
 def _cfg(*overrides):
-    return config_mod.compose(["logger=none", *overrides])
+    """The tiny model timed as itself (experiment=none) unless an override says otherwise."""
+    tiny = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=none"]
+    return config_mod.compose(["logger=none", *tiny, *overrides])
 
 
 @pytest.mark.parametrize("dims", [(256, 64, 4, 128), (256, 256, 8, 512), (97, 33, 2, 48)])
@@ -283,7 +285,7 @@ def test_devices_command_prints_every_catalog_device(capsys):
 
     from bench.cli import main
 
-    assert main(["devices", "--json", "model=small", "train.micro_batch=64", "train.seq_len=1024"]) == 0
+    assert main(["devices", "--json", "experiment=none", "model=small", "train.micro_batch=64", "train.seq_len=1024"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = {r["device"]: r for r in out["devices"]}
     assert set(rows) == set(hardware.CATALOG) and out["stack"] == "eager"

@@ -253,8 +253,9 @@ def test_summary_formulas_are_bench_metrics():
 
 
 def test_prediction_matches_a_hand_calculation_of_the_default():
-    """Default: tiny model, launch-bound on every device; campus link, one bucket."""
-    cfg = config_mod.compose(["logger=none"])
+    """The default cluster with the tiny model timed as itself: launch-bound on every device;
+    campus link, one bucket."""
+    cfg = config_mod.compose(["logger=none", "experiment=none"])
     result = predict(cfg)
     # The tiny model's 834,304 fp32 gradients in one 25 MB bucket. Eager bf16, 4 layers: the host
     # dispatches 48 ops + 43 casts forward, 86 + 51 backward (bench.costs.kernels); the device's
@@ -324,15 +325,15 @@ def test_fitted_links_replace_the_configured_network(tmp_path):
     path.write_text(json.dumps({"fit": {
         "intra_site": {"latency_ms": 0.0, "bandwidth_gbps": None, "points": 10},
         "inter_site": {"latency_ms": 7.0, "bandwidth_gbps": 10.0, "points": 10}}}))
-    plain = predict(config_mod.compose(["logger=none", "network=rack"]))
-    fitted = predict(config_mod.compose(["logger=none", "network=rack", f"predict.links_from={path}"]))
+    plain = predict(config_mod.compose(["logger=none", "experiment=none", "network=rack"]))
+    fitted = predict(config_mod.compose(["logger=none", "experiment=none", "network=rack", f"predict.links_from={path}"]))
     nbytes = plain["bucket_bytes"][0]
-    cfg = config_mod.compose(["logger=none", "network=rack", f"predict.links_from={path}"])
+    cfg = config_mod.compose(["logger=none", "experiment=none", "network=rack", f"predict.links_from={path}"])
     wire = links_of(cfg).route_ms("ring", nbytes) - links_of(
-        config_mod.compose(["logger=none", "network=rack"])).route_ms("ring", nbytes)
+        config_mod.compose(["logger=none", "experiment=none", "network=rack"])).route_ms("ring", nbytes)
     assert wire > 2 * 7.0  # the fitted 7 ms uplink is crossed on the way there and back
     assert fitted["step_ms"]["p50"] - plain["step_ms"]["p50"] == pytest.approx(wire, rel=1e-6)
-    proc = subprocess.run([HETBENCH, "predict", "--links", str(path), "network=rack", "--json"],
+    proc = subprocess.run([HETBENCH, "predict", "--links", str(path), "experiment=none", "network=rack", "--json"],
                           capture_output=True, text=True, timeout=60)
     from bench.predict import (
         as_fleet_job,  # the command predicts a fleet's job: the fused stack

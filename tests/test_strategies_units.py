@@ -88,7 +88,7 @@ def test_uneven_batches_cut_the_uniform_split_s_sequences():
 
 
 def test_the_workload_compresses_better_than_its_proxy():
-    plain = config.compose(["strategy=powersgd"])
+    plain = config.compose(["experiment=none", "strategy=powersgd"])
     assert device_times.powersgd_ratio(plain) == 1.0
     cfg = config.compose(["experiment=remedies", "strategy=powersgd"])
     import torch

@@ -52,8 +52,9 @@ def _compose(overrides: list[str], with_hydra: bool) -> DictConfig:
 
 
 def _check_experiment(overrides: list[str]) -> None:
-    """configs/config.yaml lists the experiment as optional (none by default), and Hydra skips
-    an optional config that does not exist: a misspelt experiment would run the default."""
+    """configs/config.yaml lists the experiment as optional (gpt2_small by default; none: none),
+    and Hydra skips an optional config that does not exist: a misspelt experiment would run the
+    plain config."""
     for o in overrides:
         key, _, name = o.partition("=")
         if key.lstrip("+") == "experiment" and name and "," not in name:

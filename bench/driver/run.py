@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 from bench import config as config_mod
 from bench import interrupts
@@ -21,7 +22,9 @@ def summary_status(run_dir) -> str | None:
         return None
 
 
-def run_one(overrides: list[str]) -> int:
+def run_one(overrides: list[str], epilogue: Callable[[Path], list[str]] | None = None) -> int:
+    """One run. `epilogue(run_dir)` gives lines to print under a finished run's headline (the
+    CLI's remedy pointer: the predictor sits above the driver, which must not import it)."""
     cfg = config_mod.compose(overrides)  # raises ConfigError before any process starts
     config_mod.validate_devices(cfg)
     run_id = cfg.run_id or new_run_id()
@@ -39,6 +42,9 @@ def run_one(overrides: list[str]) -> int:
         rc, f"FAILED (torchrun exit status {rc})")
     if rc == 0 and summary_status(run_dir) == "degraded":
         status = "degraded (see the line above: this machine fell behind the emulated timeline)"
+    if rc == 0 and epilogue:
+        for text in epilogue(run_dir):
+            print(text, flush=True)
     print(f"hetbench: run {status}; results in {run_dir}\n"
           f"hetbench: make the report with: hetbench report {run_dir}", flush=True)
     return rc if rc in (0, interrupts.EXIT_INTERRUPTED) else 1

@@ -1,0 +1,74 @@
+"""The one-line pointer a finished run prints under its headline: which remedy the predictor
+expects to win back most of what this cluster lost, against the strategy the run used.
+
+It is a prediction, said as one: every strategy preset is predicted on the run's own config
+(its cluster, links, workload, stack) and compared with the prediction of the run's strategy,
+so the ratio is model against model. Strategies that change the optimisation (compression, outer
+syncs) trade loss per token for speed; the line says so and points to `experiment=remedies`,
+which measures loss at equal tokens for all of them.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from bench.config.schema import STRATEGIES
+
+# The same gradient in every step as DDP: only where the time goes changes.
+SAME_MATHS = ("ddp", "balanced", "hierarchical")
+
+
+def ranked(cfg) -> list[dict]:
+    """[{strategy, tokens_per_s, speedup, same_maths}] for every preset, fastest first; speedup
+    is against the prediction of cfg's own strategy."""
+    from bench.predict import predict
+
+    own = predict(cfg)["tokens_per_s"]
+    rows = []
+    for name in STRATEGIES:
+        tps = predict(_with_strategy(cfg, name))["tokens_per_s"]
+        rows.append({"strategy": name, "tokens_per_s": tps, "speedup": tps / own,
+                     "same_maths": name in SAME_MATHS})
+    return sorted(rows, key=lambda r: -r["tokens_per_s"])
+
+
+def _with_strategy(cfg, name: str):
+    """cfg with another strategy and the run's own knobs (bucket cap, H, PowerSGD rank): the
+    presets differ from each other only in the name at their defaults."""
+    out = copy.deepcopy(cfg)
+    out.strategy.name = name
+    return out
+
+
+def line(cfg) -> str | None:
+    """One line, or None when no other preset is predicted to be faster than the run's own."""
+    rows = ranked(cfg)
+    own = cfg.strategy.name
+    best = rows[0]
+    if best["strategy"] == own or best["speedup"] <= 1.005:
+        return None
+    text = f"remedy: strategy={best['strategy']} x{best['speedup']:.2f} tokens/s predicted"
+    if not best["same_maths"]:
+        text += " (changes the optimiser)"
+        safe = next((r for r in rows if r["same_maths"] and r["strategy"] != own
+                     and r["speedup"] > 1.005), None)
+        if safe:
+            text += f", strategy={safe['strategy']} x{safe['speedup']:.2f} (same maths)"
+    return text + "; measure all seven: hetbench run -m experiment=remedies"
+
+
+def for_run(run_dir: Path) -> list[str]:
+    """The remedy line for a finished run, from its own config; nothing where the prediction
+    would not be comparable with the run (bench.predict.run.caveat) or cannot be made."""
+    from bench.errors import ConfigError
+    from bench.predict.run import caveat, load_config
+    from bench.results import files
+
+    try:
+        cfg = load_config(Path(run_dir))
+        if caveat(files.read_json(Path(run_dir) / "summary.json"), cfg):
+            return []
+        text = line(cfg)
+    except ConfigError:
+        return []
+    return [text] if text else []
