@@ -13,48 +13,65 @@ import copy
 from pathlib import Path
 
 from bench.config.schema import STRATEGIES
+from bench.costs import split as split_mod
 
 # The same gradient in every step as DDP: only where the time goes changes.
 SAME_MATHS = ("ddp", "balanced", "hierarchical")
 
 
 def ranked(cfg) -> list[dict]:
-    """[{strategy, tokens_per_s, speedup, same_maths}] for every preset, fastest first; speedup
-    is against the prediction of cfg's own strategy."""
+    """[{strategy, overrides, tokens_per_s, speedup, same_maths}] for every preset and every
+    exchange with the balanced split, fastest first; speedup is against the prediction of cfg's
+    own strategy."""
     from bench.predict import predict
 
     own = predict(cfg)["tokens_per_s"]
     rows = []
-    for name in STRATEGIES:
-        tps = predict(_with_strategy(cfg, name))["tokens_per_s"]
-        rows.append({"strategy": name, "tokens_per_s": tps, "speedup": tps / own,
-                     "same_maths": name in SAME_MATHS})
+    for name, split in _candidates():
+        tps = predict(_with_strategy(cfg, name, split))["tokens_per_s"]
+        rows.append({"strategy": split_mod.label_of(name, split),
+                     "overrides": _overrides(name, split), "tokens_per_s": tps,
+                     "speedup": tps / own, "same_maths": name in SAME_MATHS})
     return sorted(rows, key=lambda r: -r["tokens_per_s"])
 
 
-def _with_strategy(cfg, name: str):
-    """cfg with another strategy and the run's own knobs (bucket cap, H, PowerSGD rank): the
-    presets differ from each other only in the name at their defaults."""
+def _candidates() -> list[tuple[str, str]]:
+    """(strategy, split): the seven presets, then each other exchange with the balanced split."""
+    presets = [(n, split_mod.preset_split(n)) for n in STRATEGIES]
+    return presets + [(n, "balanced") for n in STRATEGIES
+                      if n not in ("ddp", split_mod.BALANCED_PRESET)]
+
+
+def _overrides(name: str, split: str) -> str:
+    if split == split_mod.preset_split(name):
+        return f"strategy={name}"
+    return f"strategy={name} strategy.split={split}"
+
+
+def _with_strategy(cfg, name: str, split: str):
+    """cfg with another strategy and split and the run's own knobs (bucket cap, H, PowerSGD
+    rank): the presets differ from each other only in the name and split at their defaults."""
     out = copy.deepcopy(cfg)
     out.strategy.name = name
+    out.strategy.split = split
     return out
 
 
 def line(cfg) -> str | None:
     """One line, or None when no other preset is predicted to be faster than the run's own."""
     rows = ranked(cfg)
-    own = cfg.strategy.name
+    own = split_mod.label(cfg.strategy)
     best = rows[0]
     if best["strategy"] == own or best["speedup"] <= 1.005:
         return None
-    text = f"remedy: strategy={best['strategy']} x{best['speedup']:.2f} tokens/s predicted"
+    text = f"remedy: {best['overrides']} x{best['speedup']:.2f} tokens/s predicted"
     if not best["same_maths"]:
         text += " (changes the optimiser)"
         safe = next((r for r in rows if r["same_maths"] and r["strategy"] != own
                      and r["speedup"] > 1.005), None)
         if safe:
-            text += f", strategy={safe['strategy']} x{safe['speedup']:.2f} (same maths)"
-    return text + "; measure all seven: hetbench run -m experiment=remedies"
+            text += f", {safe['overrides']} x{safe['speedup']:.2f} (same maths)"
+    return text + "; the remedies side by side: hetbench run -m experiment=remedies"
 
 
 def for_run(run_dir: Path) -> list[str]:
