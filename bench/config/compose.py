@@ -1,5 +1,6 @@
-"""Hydra compose: configs/ (where it lives), overrides into one validated config, and the
-`hydra` node a multirun's overrides give. Hydra's own errors become one ConfigError line."""
+"""Hydra compose: configs/ (where it lives: bench/configs/, inside the package), overrides into
+one validated config, and the `hydra` node a multirun's overrides give. Hydra's own errors become
+one ConfigError line."""
 from __future__ import annotations
 
 import os
@@ -13,12 +14,16 @@ from bench.errors import ConfigError
 
 
 def config_dir() -> Path:
-    """configs/ beside the package (a source checkout or an editable install)."""
+    """The config folder: HETBENCH_CONFIG_DIR when set, else bench/configs/, which ships inside
+    the package (a wheel carries it as package data), so an install outside the checkout finds
+    it too; the checkout's top-level configs/ is a link to it. Hydra reads it as a plain folder
+    (not pkg://bench.configs) because the sweep planner and the experiment check list its files."""
     env = os.environ.get("HETBENCH_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
     if not (path / "config.yaml").exists():
-        raise ConfigError("HETBENCH_CONFIG_DIR", str(path),
-                          "point it at hetbench's configs/ folder, or install with `pip install -e .`")
+        fix = ("point it at a folder holding config.yaml (hetbench's configs/), or unset it"
+               if env else "reinstall hetbench: its package data bench/configs/*.yaml is missing")
+        raise ConfigError("HETBENCH_CONFIG_DIR" if env else "config_dir", str(path), fix)
     return path
 
 
