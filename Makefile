@@ -13,7 +13,7 @@ run: setup
 collectives: setup
 	.venv/bin/hetbench collectives $(ARGS)
 
-# The whole suite, multi-process runs included (a few minutes on a 2-core laptop).
+# The whole suite, multi-process runs included (~20-25 minutes on a 2-core laptop).
 test: setup
 	.venv/bin/python -m pytest -q
 
