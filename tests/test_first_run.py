@@ -12,8 +12,7 @@ from conftest import HETBENCH, read_json
 
 from bench import config as config_mod
 from bench.costs import device_times
-from bench.predict import predict
-from bench.predict import remedy
+from bench.predict import predict, remedy
 
 
 def test_the_default_experiment_times_gpt2_small_where_the_generations_differ():
