@@ -97,7 +97,7 @@ def test_hetbench_config_dir_replaces_the_packaged_configs(tmp_path, monkeypatch
     (mine / "config.yaml").write_text(text.replace("  steps: 200\n", "  steps: 321\n", 1))
     monkeypatch.setenv("HETBENCH_CONFIG_DIR", str(mine))
     assert config_mod.config_dir() == mine
-    assert config_mod.compose([]).train.steps == 321
+    assert config_mod.compose(["experiment=none"]).train.steps == 321
 
 
 def test_a_config_dir_without_config_yaml_is_refused_naming_the_variable(tmp_path, monkeypatch):
