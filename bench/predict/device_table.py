@@ -6,6 +6,7 @@ import json
 
 from bench import hardware
 from bench.costs import device_times, devices
+from bench.results.console import percent
 
 
 def rows(cfg) -> list[dict]:
@@ -32,7 +33,7 @@ def format_table(cfg, table: list[dict]) -> str:
     lines = [f"device model: GPT {s['n_layer']}x{s['n_embd']}, vocab {s['vocab_size']}, "
              f"micro-batch {s['micro_batch']} x seq {s['seq_len']}, "
              f"{table[0]['precision']}, {device_times.stack(cfg)} stack (device ms per step)",
-             f"{'device':<10} {'fwd':>8} {'bwd':>8} {'opt':>7} {'step':>8} {'MFU':>6}  regime"]
+             f"{'device':<10} {'fwd':>8} {'bwd':>8} {'opt':>7} {'step':>8} {'MFU':>7}  regime"]
     for r in table:
         if "error" in r:
             lines.append(f"{r['device']:<10} {r['error']}")
@@ -42,7 +43,7 @@ def format_table(cfg, table: list[dict]) -> str:
             lo, hi = r["launch_ms_range"]
             regime += f" (host {lo:.1f}-{hi:.1f} ms fwd+bwd across hosts)"
         lines.append(f"{r['device']:<10} {r['fwd_ms']:>8.2f} {r['bwd_ms']:>8.2f} {r['opt_ms']:>7.2f} "
-                     f"{r['step_ms']:>8.2f} {r['mfu']:>6.2%}  {regime}")
+                     f"{r['step_ms']:>8.2f} {percent(r['mfu']):>6}  {regime}")
     lines.append("model: bench.costs.devices (docs/device_model.md); emulation.stack=eager|fused, "
                  "emulation.precision=, emulation.workload.*= change what it times")
     return "\n".join(lines)
