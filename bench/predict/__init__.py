@@ -11,6 +11,7 @@ statistic (bench.predict.noise).
   timeline.py   the step schedule the emulator enforces
   summary.py    summary.json's numbers for the predicted steps
   run.py        --from: re-predict a finished run, side by side with what it measured
+  remedy.py     every strategy x split predicted on a run's config: the run's remedy line
   scale.py      -m: sweeps of predictions, their plots and findings
 """
 from __future__ import annotations
