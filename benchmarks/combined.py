@@ -33,6 +33,7 @@ from pathlib import Path
 from bench import config as config_mod
 from bench.predict import as_fleet_job, predict
 from bench.results.files import read_json
+from bench.results.outroot import run_dirs
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 BASE = ["experiment=remedies", "network.inter_site.latency_ms=50", "logger=none"]
@@ -44,12 +45,12 @@ STRATEGIES = {"diloco+balanced": ["strategy=diloco", "strategy.split=balanced"],
 def run(out: Path, *overrides: str) -> dict:
     """One `hetbench run`; its summary (exits on failure, with the run's output)."""
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.iterdir())
+    before = set(run_dirs(out))
     proc = subprocess.run([HETBENCH, "run", f"out_root={out}", *BASE, *overrides],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"hetbench run {' '.join(overrides)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    (run_dir,) = set(out.iterdir()) - before
+    (run_dir,) = set(run_dirs(out)) - before
     return read_json(run_dir / "summary.json")
 
 

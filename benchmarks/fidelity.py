@@ -39,6 +39,7 @@ from pathlib import Path
 from bench import config
 from bench.costs import links, topology
 from bench.results import metrics, timebase
+from bench.results.outroot import run_dirs
 from bench.results.ranklog import read_rank_logs
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
@@ -62,12 +63,12 @@ def clusters(world: int) -> dict[str, str]:
 
 
 def run_point(out: Path, overrides: list[str]) -> Path:
-    before = set(out.iterdir()) if out.exists() else set()
+    before = set(run_dirs(out))
     cmd = [HETBENCH, "run", f"out_root={out}", "logger=none", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"point failed: {' '.join(overrides)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    (new,) = set(out.iterdir()) - before
+    (new,) = set(run_dirs(out)) - before
     return new
 
 

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.results.outroot import run_dirs  # out_root's runs, never its `latest` link
+
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 KEYS = ("step_ms_p50", "efficiency", "slowdown_balance", "slowdown_network", "slowdown_total")
 
@@ -45,7 +47,7 @@ def run(out: Path, overrides: list[str], load: int = 0, mid_run: tuple | None = 
     for b in burners:
         b.start()
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.iterdir())
+    before = set(run_dirs(out))
     try:
         proc = subprocess.Popen([HETBENCH, "run", f"out_root={out}", "logger=none", *overrides],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -57,7 +59,7 @@ def run(out: Path, overrides: list[str], load: int = 0, mid_run: tuple | None = 
             b.terminate()
     if proc.returncode != 0:
         raise RuntimeError(f"run failed: {overrides}\n{output[-3000:]}")
-    (run_dir,) = set(out.iterdir()) - before
+    (run_dir,) = set(run_dirs(out)) - before
     s = json.loads((run_dir / "summary.json").read_text())
     sd, emu = s["slowdown"], s.get("emulation") or {}
     return {"step_ms_p50": s["step_ms"]["p50"], "efficiency": s["efficiency"],
@@ -71,7 +73,7 @@ def run(out: Path, overrides: list[str], load: int = 0, mid_run: tuple | None = 
 def _load_once_logged(out: Path, before: set, proc, records: int, burners: int, seconds: float):
     while proc.poll() is None:
         time.sleep(0.2)
-        new = [p for p in out.iterdir() if p not in before]
+        new = [p for p in run_dirs(out) if p not in before]
         log = new[0] / "ranks" / "rank_00000.jsonl" if new else None
         if log and log.exists() and log.read_text().count("\n") >= records:
             for _ in range(burners):

@@ -25,6 +25,7 @@ from pathlib import Path
 from bench.analysis import remedies
 from bench.results import rundir
 from bench.results.files import read_json
+from bench.results.outroot import run_dirs
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 STRATEGIES = ("ddp", "ddp_bf16", "powersgd", "balanced", "hierarchical", "localsgd", "diloco")
@@ -34,12 +35,12 @@ BASE = ["experiment=remedies", "logger=none"]
 def run(out: Path, *overrides: str) -> Path:
     """One `hetbench run`; its run directory (exits on failure, with the run's output)."""
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.iterdir())
+    before = set(run_dirs(out))
     proc = subprocess.run([HETBENCH, "run", f"out_root={out}", *BASE, *overrides],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"hetbench run {' '.join(overrides)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    (run_dir,) = set(out.iterdir()) - before
+    (run_dir,) = set(run_dirs(out)) - before
     return run_dir
 
 

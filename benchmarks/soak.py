@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench.interrupts import descendants
+from bench.results.outroot import run_dirs
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
 WINDOW = 1000
@@ -96,7 +97,7 @@ def run(args, out_root: Path) -> tuple[Path, list]:
     watcher.join()
     if proc.returncode != 0:
         sys.exit(f"soak: the run failed (exit {proc.returncode}):\n{err[-3000:]}")
-    return next(p for p in out_root.iterdir() if p.is_dir()), samples
+    return run_dirs(out_root)[-1], samples  # the newest: ids are date-stamped
 
 
 def rss_at(samples: list, rank: int, t: float) -> int:

@@ -11,6 +11,7 @@ import pytest
 
 from bench.results import timebase
 from bench.results.files import read_json  # noqa: F401 (tests import them here)
+from bench.results.outroot import run_dirs
 from bench.results.ranklog import read_rank_logs as read_host_records  # noqa: F401
 
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
@@ -27,7 +28,7 @@ def run_hetbench(out_root: Path, *overrides: str, timeout: float = 300) -> tuple
     defaults = [o for o in FAST if o.split("=", 1)[0] not in mine]
     proc = subprocess.run([HETBENCH, "run", f"out_root={out_root}", *defaults, *overrides],
                           capture_output=True, text=True, timeout=timeout, env=env)
-    dirs = sorted(p for p in Path(out_root).iterdir() if p.is_dir()) if Path(out_root).exists() else []
+    dirs = run_dirs(out_root)  # never out_root/latest, the link to the newest
     return proc.returncode, (dirs[-1] if dirs else None), proc.stdout + proc.stderr
 
 

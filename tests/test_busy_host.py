@@ -14,6 +14,7 @@ import pytest
 from conftest import FAST, HETBENCH, read_json
 
 from bench.results import metrics, ranklog
+from bench.results.outroot import run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +37,14 @@ def run_with_load(out: Path, *overrides: str, load_after_lines: int = 0, load_s:
     """`hetbench run`; once rank 0's log holds `load_after_lines` records (0: never), `burners`
     busy processes share the cores for `load_s` seconds, then stop."""
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.iterdir())
+    before = set(run_dirs(out))
     proc = subprocess.Popen([HETBENCH, "run", f"out_root={out}", *overrides], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     loaded = False
     while load_after_lines and proc.poll() is None and not loaded:
         time.sleep(0.2)
-        logs = [p for p in out.iterdir() if p not in before]
+        logs = [p for p in run_dirs(out) if p not in before]
         log = logs[0] / "ranks" / "rank_00000.jsonl" if logs else None
         if log and log.exists() and log.read_text().count("\n") >= load_after_lines:
             workers = [multiprocessing.Process(target=_burn, args=(time.monotonic() + load_s,))
@@ -52,7 +53,7 @@ def run_with_load(out: Path, *overrides: str, load_after_lines: int = 0, load_s:
                 w.start()
             loaded = True
     output, _ = proc.communicate(timeout=600)
-    (run_dir,) = set(out.iterdir()) - before
+    (run_dir,) = set(run_dirs(out)) - before
     return proc.returncode, run_dir, output
 
 
@@ -113,7 +114,7 @@ def test_a_disk_that_really_fills_up_leaves_a_failed_run_the_report_reads(tmp_pa
         proc = subprocess.run([HETBENCH, "run", f"out_root={disk}", *FAST, "train.steps=4000",
                                "network=rack"], capture_output=True, text=True, timeout=600)
         assert proc.returncode != 0
-        (run_dir,) = list(disk.iterdir())
+        (run_dir,) = run_dirs(disk)
         meta = read_json(run_dir / "metadata.json")
         assert meta["status"] == "failed" and meta["error"], meta  # the first rank to hit it, or
         # rank 0 losing a peer that did: either way the directory says failed and why
@@ -139,7 +140,7 @@ def test_report_reads_a_run_whose_processes_are_gone(tmp_path):
                            "train.steps=30", "train.warmup_steps=5"], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (run_dir,) = list(tmp_path.iterdir())
+    (run_dir,) = run_dirs(tmp_path)
     (run_dir / "summary.json").unlink()
     meta = read_json(run_dir / "metadata.json")
     (run_dir / "metadata.json").write_text(json.dumps({**meta, "status": "running"}))

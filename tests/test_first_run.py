@@ -13,6 +13,7 @@ from conftest import HETBENCH, read_json
 from bench import config as config_mod
 from bench.costs import device_times
 from bench.predict import predict, remedy
+from bench.results.outroot import run_dirs
 
 
 def test_the_default_experiment_times_gpt2_small_where_the_generations_differ():
@@ -64,7 +65,7 @@ def test_the_default_run_shows_the_straggler_and_the_link(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    (run_dir,) = run_dirs(tmp_path)
     summary = read_json(run_dir / "summary.json")
     ranks = {r["emulated_device"]: r for r in summary["ranks"]}
     a100 = ranks.pop("A100-80GB")

@@ -14,6 +14,7 @@ import pytest
 from conftest import FAST, HETBENCH, read_json
 
 from bench import interrupts
+from bench.results.outroot import run_dirs
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,8 @@ class Run:
 
 
 def run_dir_of(out_root: Path) -> Path:
-    return next(p for p in out_root.iterdir() if p.is_dir())
+    (run_dir,) = run_dirs(out_root)
+    return run_dir
 
 
 def rank_steps(run_dir: Path) -> dict[int, list[int]]:

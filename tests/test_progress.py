@@ -14,6 +14,7 @@ from conftest import FAST, HETBENCH, read_host_records, read_json, read_records
 
 from bench.rank.window import show_progress as _show_progress
 from bench.results.console import Progress
+from bench.results.outroot import run_dirs
 
 
 class FakeClock:
@@ -76,7 +77,7 @@ def progress_run(tmp_path_factory):
     for text in proc.stdout:
         lines.append((time.monotonic(), text))
     assert proc.wait(timeout=300) == 0, "".join(t for _, t in lines)[-3000:]
-    run_dir = next(p for p in out.iterdir() if p.is_dir())
+    (run_dir,) = run_dirs(out)
     printed = [(at, LINE.search(text)) for at, text in lines if LINE.search(text)]
     return run_dir, printed
 

@@ -1,5 +1,6 @@
 """A real 2-rank run with an injected slowdown, then `hetbench report`, both through the CLI."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,10 @@ def test_report_names_the_slowed_rank_and_its_window(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     run_dir = Path(tmp_path) / "faulty"
-    rep = subprocess.run(hetbench + ["report", str(run_dir)], capture_output=True, text=True,
+    # out_root/latest names the run, relative to out_root, and the report reads it through it
+    latest = Path(tmp_path) / "latest"
+    assert os.readlink(latest) == "faulty" and latest.resolve() == run_dir.resolve()
+    rep = subprocess.run(hetbench + ["report", str(latest)], capture_output=True, text=True,
                          timeout=120)
     assert rep.returncode == 0, rep.stderr[-2000:]
     found = json.loads((run_dir / "analysis.json").read_text())["transients"]

@@ -81,7 +81,7 @@ def test_a_bad_point_stops_the_sweep_before_anything_starts(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["train.steps=interval(1,5)"], ["run_id=x", "train.steps=5,6"],
-                                  ["train.steps=[1,2"]])
+                                  ["train.steps=[1,2"], ["sweep_id=latest", "train.steps=5,6"]])
 def test_unsweepable_input_is_a_config_error(args):
     with pytest.raises(ConfigError):
         sweep.plan(["cluster=h100x2", *args])
@@ -99,6 +99,8 @@ def test_a_failed_calibration_fails_every_point_on_record(tmp_path, monkeypatch,
     doc = json.loads((tmp_path / "cal" / "sweep.json").read_text())
     assert [p["status"] for p in doc["points"]] == ["failed", "failed"]
     assert all("calibration failed" in p["error"] for p in doc["points"])
+    # out_root/latest names the sweep (made before anything ran), never a point
+    assert os.readlink(tmp_path / "latest") == "cal"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +157,16 @@ def test_efficiency_falls_monotonically_with_inter_site_latency(latency_sweep):
     efficiency = [float(r["efficiency"]) for r in rows]
     assert efficiency[0] > efficiency[1] > efficiency[2]
     assert 1.0 < float(rows[1]["slowdown_network"]) < float(rows[2]["slowdown_network"])
+
+
+@pytest.mark.slow
+def test_the_sweep_is_out_roots_latest_and_its_report_reads_through_it(latency_sweep):
+    _, sweep_dir = latency_sweep
+    latest = sweep_dir.parent / "latest"
+    assert os.readlink(latest) == sweep_dir.name  # the sweep, not its last point
+    rep = hetbench("report", str(latest))
+    assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
+    assert (sweep_dir / "report.html").exists() and (sweep_dir / "plots").is_dir()
 
 
 @pytest.mark.slow

@@ -69,6 +69,8 @@ CASES = [
                  ["ddp with the balanced split", "use strategy=ddp"], id="balanced-uniform"),
     pytest.param(["data.kind=text", "data.path=/no/such/file.txt"], "data.path", "/no/such/file.txt",
                  ["no such file"], id="text-file-missing"),
+    pytest.param(["run_id=latest"], "run_id", "latest", ["link to the newest run", "another name"],
+                 id="run-id-latest"),
 ]
 
 

@@ -14,6 +14,7 @@ from bench.config import sections
 from bench.costs import placement
 from bench.costs.cluster import world_size
 from bench.errors import ConfigError
+from bench.results.outroot import LATEST
 
 
 def validate(cfg: DictConfig, launched_world_size: Optional[int] = None) -> None:
@@ -82,6 +83,9 @@ def _validate_ids(cfg: DictConfig) -> None:
                                   or str(value) in (".", "..")):
             raise ConfigError(key, value, "use a plain folder name (letters, digits, - _ .), "
                                           "no path separators")
+        if str(value) == LATEST:  # the run would be written into the run the link names
+            raise ConfigError(key, value, f"'{LATEST}' names out_root's link to the newest run; "
+                                          "pick another name")
 
 
 def validate_devices(cfg: DictConfig) -> None:

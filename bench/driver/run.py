@@ -11,7 +11,7 @@ from bench import interrupts
 from bench.costs import cluster
 from bench.driver.command import new_run_id
 from bench.driver.launch import launch
-from bench.results import files
+from bench.results import files, outroot
 
 
 def summary_status(run_dir) -> str | None:
@@ -20,6 +20,13 @@ def summary_status(run_dir) -> str | None:
         return files.read_json(Path(run_dir) / "summary.json").get("status")
     except (OSError, ValueError):
         return None
+
+
+def say_latest(run_dir: Path) -> None:
+    """Point out_root/latest at the run (or sweep) just made; one line where it cannot be."""
+    notice = outroot.point_latest(run_dir)
+    if notice:
+        print(f"hetbench: note: {notice}", flush=True)
 
 
 def run_one(overrides: list[str], epilogue: Callable[[Path], list[str]] | None = None) -> int:
@@ -33,6 +40,8 @@ def run_one(overrides: list[str], epilogue: Callable[[Path], list[str]] | None =
           f"({cfg.cluster.name} over {cfg.network.name}), {cfg.train.steps} steps -> {run_dir}",
           flush=True)
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        say_latest(run_dir)
         rc = launch(cfg, overrides, run_dir, run_id)
     except OSError as err:  # the run directory could not be made or written: nothing started
         print(f"hetbench: error: cannot write the run directory {run_dir}: {err}; free space "

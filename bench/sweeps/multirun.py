@@ -22,6 +22,7 @@ import time
 from bench import config as config_mod
 from bench import interrupts
 from bench.costs import cluster
+from bench.driver.run import say_latest
 from bench.errors import ConfigError
 from bench.results import files
 from bench.sweeps import job, table, timescale
@@ -41,6 +42,7 @@ def run_sweep(overrides: list[str]) -> int:
     if hydra_args:  # a misspelt launcher or key fails here, not after the calibration
         _check_launcher(config_mod.compose_hydra(p.points[0].overrides + hydra_args), p)
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    say_latest(p.sweep_dir)  # out_root/latest names the sweep, never one of its points
     concurrent = len(p.points) if launcher == "submitit_local" else 1  # it starts every point
     try:
         timescale.share_time_scale(p, concurrent)
