@@ -1,6 +1,6 @@
 """The loss cost of each strategy and knob, measured: what `hetbench advise` reads.
 
-    python benchmarks/loss_costs.py [--steps 300] [--seeds 0,1,2] [--write]
+    python benchmarks/loss_costs.py [--steps 300] [--seeds 0,1,2] [--write] [--runs DIR]
 
 Every strategy (and the knob values listed in MEASURED) trains `--steps` steps of the remedies
 experiment's proxy with pacing and link emulation off (emulation never changes the math, so these
@@ -39,14 +39,18 @@ BASE = ["experiment=remedies", "logger=none", "emulation.compute=off", "emulatio
 MEASURED = [
     ("ddp_bf16", {}), ("hierarchical", {}), ("balanced", {}),
     ("powersgd", {"powersgd_rank": 4}), ("powersgd", {"powersgd_rank": 1}),
-    ("powersgd", {"powersgd_rank": 16}),
     ("localsgd", {"sync_every": 16}), ("diloco", {"sync_every": 16}),
     ("diloco", {"sync_every": 8}), ("diloco", {"sync_every": 50}),
 ]
 
 
 def run(out: Path, overrides: list[str]) -> Path:
+    """One unpaced `hetbench run`, or the finished one already in `out` with the same overrides
+    (--runs DIR: a measurement stopped half-way resumes)."""
     out.mkdir(parents=True, exist_ok=True)
+    for done in sorted(out.iterdir()):
+        if (done / "summary.json").exists() and _overrides(done) == BASE + overrides:
+            return done
     before = set(out.iterdir())
     proc = subprocess.run([HETBENCH, "run", f"out_root={out}", *BASE, *overrides],
                           capture_output=True, text=True)
@@ -55,6 +59,13 @@ def run(out: Path, overrides: list[str]) -> Path:
                  f"{proc.stderr[-3000:]}")
     (run_dir,) = set(out.iterdir()) - before
     return run_dir
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    import yaml
+
+    own = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    return [o for o in own if not o.startswith("out_root=")]
 
 
 def overrides_of(name: str, knobs: dict, steps: int, seed: int) -> list[str]:
@@ -106,10 +117,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--write", action="store_true", help="store bench/advise/loss_costs.json")
+    parser.add_argument("--runs", metavar="DIR", help="keep the runs there and reuse those done")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    with tempfile.TemporaryDirectory(prefix="hetbench-losscost-") as tmp:
-        entries, tokens = measure(Path(tmp), args.steps, seeds)
+    if args.runs:
+        entries, tokens = measure(Path(args.runs), args.steps, seeds)
+    else:
+        with tempfile.TemporaryDirectory(prefix="hetbench-losscost-") as tmp:
+            entries, tokens = measure(Path(tmp), args.steps, seeds)
     doc = {"source": "benchmarks/loss_costs.py", "commit": commit(),
            "date": datetime.date.today().isoformat(), "steps": args.steps, "seeds": seeds,
            "tokens": tokens, "model": "the remedies experiment's proxy (tiny model, 4 ranks)",

@@ -144,6 +144,11 @@ def test_token_ratio_is_the_tokens_to_reach_ddps_half_run_loss():
     # ddp's loss at half its run (5 tokens; window of 1 step) is 6; `slower` reaches 6 at 6 tokens
     assert losscost.token_ratio(slower, base) == pytest.approx(6 / 5)
     assert losscost.token_ratio(base, base) == 1.0
+    noisy = {"tokens": list(range(1, 11)), "loss": [10, 9, 5.5, 8, 6, 5, 4, 3, 2, 1]}
+    # an early dip under the target (6) counts for ddp as for the other: a curve against itself
+    # is 1, and `slower` (first at 6 tokens) against it is 6 / 3
+    assert losscost.token_ratio(noisy, noisy) == 1.0
+    assert losscost.token_ratio(slower, noisy) == pytest.approx(6 / 3)
     never = {"tokens": list(range(1, 11)), "loss": [20.0] * 10}
     assert losscost.token_ratio(never, base) is None
 
@@ -198,6 +203,8 @@ def test_verification_only_where_the_cluster_fits_this_machine():
     assert verify.fits(config_mod.compose(["logger=none"]))[0]
     ok, why = verify.fits(config_mod.compose(["cluster=mixed16", "logger=none"]))
     assert not ok and "16 ranks" in why
+    ok, why = verify.fits(config_mod.compose(["emulation.compute=off", "logger=none"]))
+    assert not ok and "not be paced" in why
 
 
 def test_bad_input_exits_2_naming_the_fix(tmp_path):

@@ -61,9 +61,10 @@ def _same(a, b) -> bool:
 
 def token_ratio(curve: dict | None, base: dict | None) -> float | None:
     """Tokens `curve` needs to reach the smoothed loss `base` (ddp) had at half its run, over the
-    tokens ddp needed: the data it costs for the same model (> 1: more). None where it never got
-    there within its run. Smoothing: the mean over a trailing window of SMOOTH_SHARE of the steps
-    up to the half, the same window for both."""
+    tokens ddp itself needed to first reach it, both by the same rule (a trailing mean over
+    SMOOTH_SHARE of the steps up to the half first at or below the target): the data it costs for
+    the same model (> 1: more). The same rule on both sides makes a curve's ratio to itself
+    exactly 1 (an early noisy dip counts for both). None where it never got there."""
     if not curve or not base:
         return None
     half = HALF * base["tokens"][-1]
@@ -72,9 +73,13 @@ def token_ratio(curve: dict | None, base: dict | None) -> float | None:
         return None
     k = max(1, math.floor(SMOOTH_SHARE * len(upto) + 0.5))
     target = sum(base["loss"][i] for i in upto[-k:]) / k
-    tokens_at_half = base["tokens"][upto[-1]]
+    mine, ref = _first_at_or_below(curve, target, k), _first_at_or_below(base, target, k)
+    return None if mine is None or not ref else mine / ref
+
+
+def _first_at_or_below(curve: dict, target: float, k: int) -> float | None:
     loss = curve["loss"]
     for i in range(k - 1, len(loss)):
-        if sum(loss[i - k + 1:i + 1]) / k <= target:
-            return curve["tokens"][i] / tokens_at_half
+        if sum(loss[i - k + 1:i + 1]) / k <= target * (1 + 1e-12):
+            return curve["tokens"][i]
     return None

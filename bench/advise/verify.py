@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.costs import cluster
+from bench.costs import cluster, placement
 from bench.results import files
 
 MAX_WORLD = 8
@@ -28,6 +28,10 @@ def fits(cfg, max_world: int = MAX_WORLD) -> tuple[bool, str]:
                        f"the cluster as configured has {world} ranks")
     if world > max_world:
         return False, f"{world} ranks: more than the {max_world} this machine emulates"
+    if not placement.paced_here(cfg, world):
+        return False, (f"the ranks would not be paced here (emulation.compute="
+                       f"{cfg.emulation.compute}, or real GPUs): their tokens/s would be this "
+                       "machine's, not the cluster's")
     return True, ""
 
 
