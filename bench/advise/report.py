@@ -120,8 +120,8 @@ def markdown(doc: dict, plot_name: str | None) -> str:
 def _loss_source(doc: dict) -> str:
     src = doc["loss_source"]
     return (f"From `{src['source']}` at commit {src['commit']} ({src['date']}): every strategy "
-            f"and knob value listed as measured trained {src['steps']} steps ({src['tokens']:,} "
-            f"tokens) of {src['model']} beside ddp, over seeds {src['seeds']}; gap = loss at equal "
+            f"and knob value listed as measured trained {src['steps']} steps "
+            f"({int(src['tokens']):,} tokens) of {src['model']} beside ddp, over seeds {src['seeds']}; gap = loss at equal "
             "tokens vs ddp (mean ± sample sd over seeds), token ratio = tokens to reach the loss "
             "ddp had at half its run, over ddp's. The balanced split and the bucket cap do not "
             "change the gradient, so a measurement carries over to them; any other knob value "
