@@ -39,9 +39,15 @@ def paragraph(doc: dict) -> str:
     text = [f"For {where}, run `{best['overrides']}`: predicted {tps(best['tokens_per_s'])} "
             f"tokens/s, x{best['speedup']:.2f} ddp's {tps(base['tokens_per_s'])}."]
     if best["basis"] == BASIS_EQUAL_LOSS:
-        text.append(f"At equal loss that is x{best['equal_loss_speedup']:.2f} ddp: its loss cost "
-                    f"is {loss_text(best['loss'])}, measured on {best['loss']['model']}, which "
-                    "a real model at a real horizon may not repeat.")
+        lo, hi = (x / base["tokens_per_s"] for x in best["equal_loss_range"])
+        text.append(f"At equal loss that is x{best['equal_loss_speedup']:.2f} ddp (x{lo:.2f} to "
+                    f"x{hi:.2f} over the token ratio's seed spread): its loss cost is "
+                    f"{loss_text(best['loss'])}, measured on {best['loss']['model']}, which a "
+                    "real model at a real horizon may not repeat.")
+        rival = _rival(doc)
+        if rival:
+            text.append(f"Its lead over {rival['strategy']} (`{rival['overrides']}`, x"
+                        f"{rival['equal_loss_speedup']:.2f} at equal loss) is within that spread.")
     else:
         text.append(f"Its loss cost: {loss_text(best['loss'])}; ranked by tokens/s only.")
     emulated = best.get("emulated", {}).get("tokens_per_s")
@@ -62,6 +68,15 @@ def paragraph(doc: dict) -> str:
                     f"cost is {loss_text(faster['loss'])}: measure it (benchmarks/loss_costs.py) "
                     "before relying on it.")
     return " ".join(text)
+
+
+def _rival(doc: dict) -> dict | None:
+    """The best equal-loss row of another strategy whose range overlaps the recommendation's."""
+    best = doc["recommendation"]
+    for r in doc["ranked"][1:]:
+        if r["basis"] == BASIS_EQUAL_LOSS and r["strategy"] != best["strategy"]:
+            return r if r["equal_loss_range"][1] >= best["equal_loss_range"][0] else None
+    return None
 
 
 def table(doc: dict) -> list[str]:

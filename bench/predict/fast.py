@@ -5,6 +5,9 @@ do not depend on the strategy are built once.
   the fleet      depends on the batch split only (balanced or not, and over which ranks: all,
                  or each site for localsgd / diloco: bench.costs.split.scopes)
   the links      depend on no strategy
+  hand-overs     the expected slowest hand-over of each bucket (an order statistic under noise)
+                 depends on the fleet, the buckets and the steps' relative starts: shared by
+                 every timeline of one fleet
   the exchange   its buckets depend on the strategy, its bucket cap and PowerSGD rank: cached
                  by those (the split and H only rename it and set its sync interval)
 
@@ -88,6 +91,7 @@ class Predictor:
             as_fleet_job(self.cfg)
         self.world_size = self.cfg.predict.world_size
         self._fleets: dict = {}
+        self._handovers: dict = {}  # per fleet: the slowest hand-overs its timelines share
         self._plans: dict = {}
         self._links = links_of(self.cfg, fleet_mod.scaled_counts(self.cfg, self.world_size))
 
@@ -104,9 +108,10 @@ class Predictor:
         scope = (split_mod.is_balanced(cfg.strategy), v.outer)
         if scope not in self._fleets:
             self._fleets[scope] = fleet_mod.build(cfg, self.world_size)
+            self._handovers[scope] = {}
         key = (v.name, v.bucket_cap_mb, v.powersgd_rank)  # what decides the buckets' bytes
         if key not in self._plans:
             self._plans[key] = exchange_mod.build(cfg)
         plan = replace(self._plans[key], name=split_mod.label(cfg.strategy),
                        sync_every=v.sync_every)
-        return predict_with(cfg, self._fleets[scope], self._links, plan)
+        return predict_with(cfg, self._fleets[scope], self._links, plan, self._handovers[scope])
