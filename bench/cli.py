@@ -11,6 +11,8 @@
   hetbench predict [overrides...]      the same numbers from the models, for any world size
   hetbench predict --from RUN_DIR      re-predict a finished run, measured vs predicted
   hetbench predict -m a=1,2 b=x,y      a sweep of predictions, with plots and findings
+  hetbench advise [overrides...]       what to change about a cluster: strategies x knobs
+                                       ranked at equal loss, the top ones checked by emulation
   hetbench devices [overrides...]      the device model's times on every catalog device
   hetbench config [overrides...]       the composed, validated config
 """
@@ -77,6 +79,21 @@ def _parser() -> argparse.ArgumentParser:
                       help="links fitted by `hetbench collectives` in place of network.* "
                            "(the same as predict.links_from=...)")
     pred.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+    adv = sub.add_parser("advise", help="rank strategies and their knobs for a cluster at equal "
+                         "loss, and check the best by short emulated runs",
+                         description="Searches strategy x split x bucket cap x H x PowerSGD rank "
+                                     "with the predictor, ranks them by tokens/s at equal loss "
+                                     "(measured loss costs, bench/advise/loss_costs.json), "
+                                     "emulates the top ones and ddp where the cluster fits this "
+                                     "machine, and writes advice.md, advice.json and a plot. "
+                                     "docs/advise.md.")
+    adv.add_argument("--from", dest="from_run", metavar="RUN_DIR",
+                     help="advise on a finished run's cluster and workload")
+    adv.add_argument("--json", action="store_true", help="print one JSON object")
+    adv.add_argument("--verify", type=int, default=3, metavar="N",
+                     help="emulate the top N candidates and ddp (default 3; 0: predict only)")
+    adv.add_argument("--out", metavar="DIR", help="advise directory (default out_root/advise-<id>)")
+    adv.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
     conf = sub.add_parser("config", help="print the composed, validated config (YAML)",
                           description="What a run with these overrides would use: every key, "
                                       "after validation (a bad value exits 2 naming the fix).")
@@ -106,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.predict.cli import main as predict_main
 
             return predict_main(args)
+        if args.command == "advise":
+            from bench.advise.main import main as advise_main
+
+            return advise_main(args)
         if args.command == "collectives":
             from bench.collectives.driver import main as collectives_main
 

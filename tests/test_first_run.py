@@ -41,7 +41,7 @@ def test_the_remedy_line_is_the_predictors_ranking():
     if not best["same_maths"]:  # an outer sync wins on speed: the exact alternative is named too
         safe = next(r for r in rows if r["same_maths"] and r["speedup"] > 1.005)
         assert f"{safe['overrides']} x{safe['speedup']:.2f} (same maths)" in text
-    assert "experiment=remedies" in text
+    assert "hetbench advise --from RUN_DIR" in text
 
 
 def test_no_remedy_line_where_the_run_already_uses_the_fastest():

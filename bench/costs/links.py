@@ -22,6 +22,7 @@ fit of measured (bytes, time) points on one link inverts (bench.collectives.fit)
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -80,6 +81,8 @@ class LinkModel:
         self._leaders = topo.leaders().comm()
         self._site_tiers = [topo.nic] if any(len(t.nodes) > 1 for t in topo.by_site().values()) else []
         self._tiers = topo.tiers()  # asked per bucket (jitter): condensed once
+        self._route_ms: dict = {}
+        self._jitter: dict = {}
 
     @classmethod
     def flat(cls, sites: list[str], intra: Link, inter: Link, seed: int = 0) -> "LinkModel":
@@ -107,7 +110,14 @@ class LinkModel:
         return self.route_ms("ring", nbytes)
 
     def route_ms(self, route: str, nbytes: float, rounds: int = 1) -> float:
-        """Deterministic time of one all-reduce of n bytes along `route` (ROUTES), in ms."""
+        """Deterministic time of one all-reduce of n bytes along `route` (ROUTES), in ms (kept:
+        buckets repeat their sizes, and a search over strategies asks for them again)."""
+        key = (route, float(nbytes), rounds)
+        if key not in self._route_ms:
+            self._route_ms[key] = self._route_time(route, nbytes, rounds)
+        return self._route_ms[key]
+
+    def _route_time(self, route: str, nbytes: float, rounds: int) -> float:
         def t(op, comm):
             return nccl.choose(op, comm, nbytes, self.algo, self.proto, rounds).time_us / 1000.0
 
@@ -123,10 +133,13 @@ class LinkModel:
         return self._site_tiers if route == "site" else self.links
 
     def jitter_ms(self, step: int, bucket: int, route: str = "ring") -> float:
-        j = max((link.jitter_ms for link in self.route_links(route)), default=0.0)
+        if route not in self._jitter:  # asked per bucket and step: the route's links are fixed
+            self._jitter[route] = max((link.jitter_ms for link in self.route_links(route)),
+                                      default=0.0)
+        j = self._jitter[route]
         if j == 0:
             return 0.0
-        return float(np.random.default_rng([self.seed, step, bucket]).uniform(0.0, 2.0 * j))
+        return 2.0 * j * _unit_draw(self.seed, step, bucket)
 
     def delay_ms(self, step: int, bucket: int, nbytes: float, route: str = "ring",
                  rounds: int = 1) -> float:
@@ -149,3 +162,11 @@ def of_config(cfg, topo: Topology) -> LinkModel:
     algo, proto = opts.get("algo", "auto"), opts.get("proto", "auto")
     return LinkModel(topo, int(cfg.train.seed), None if algo in (None, "auto") else algo,
                      None if proto in (None, "auto") else proto)
+
+
+@functools.lru_cache(maxsize=65536)
+def _unit_draw(seed: int, step: int, bucket: int) -> float:
+    """The jitter's uniform draw in [0, 1) for (seed, step, bucket): the emulator's ranks and the
+    predictor's timelines draw the same one, and a search over strategies asks for it often
+    (uniform(0, 2j) is exactly 2j times this draw)."""
+    return float(np.random.default_rng([seed, step, bucket]).uniform(0.0, 1.0))

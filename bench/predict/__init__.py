@@ -74,10 +74,16 @@ def as_fleet_job(cfg):
 def predict(cfg, world_size: int | None = None) -> dict:
     """The prediction for a composed config (cfg.predict.world_size unless given)."""
     fleet = fleet_mod.build(cfg, world_size or cfg.predict.world_size)
-    plan = exchange_mod.build(cfg)
-    noise = noise_of(cfg)
     links = links_of(cfg, fleet_mod.scaled_counts(cfg, world_size or cfg.predict.world_size))
-    timeline = Timeline(fleet, plan, links, noise, int(cfg.train.log_every))
+    return predict_with(cfg, fleet, links, exchange_mod.build(cfg))
+
+
+def predict_with(cfg, fleet, links: LinkModel, plan, handovers: dict | None = None) -> dict:
+    """The prediction from its parts, which a search over strategies builds once and reuses
+    (bench.predict.fast): the fleet depends on the split only, the links on no strategy, the
+    slowest hand-overs (`handovers`, bench.predict.timeline) on the fleet and the buckets."""
+    noise = noise_of(cfg)
+    timeline = Timeline(fleet, plan, links, noise, int(cfg.train.log_every), handovers)
     steps = timeline.run(range(int(cfg.train.steps)))
     measured = [s for s in steps if s.step >= int(cfg.train.warmup_steps)]
     out = {"schema_version": SCHEMA_VERSION, "time_base": "device",

@@ -4,12 +4,11 @@ expects to win back most of what this cluster lost, against the strategy the run
 It is a prediction, said as one: every strategy preset is predicted on the run's own config
 (its cluster, links, workload, stack) and compared with the prediction of the run's strategy,
 so the ratio is model against model. Strategies that change the optimisation (compression, outer
-syncs) trade loss per token for speed; the line says so and points to `experiment=remedies`,
-which measures loss at equal tokens for all of them.
+syncs) trade loss per token for speed; the line says so and points to `hetbench advise`, which
+searches their knobs too and ranks them at equal loss, from measured loss costs.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from bench.config.schema import STRATEGIES
@@ -22,20 +21,22 @@ SAME_MATHS = ("ddp", "balanced", "hierarchical")
 def ranked(cfg) -> list[dict]:
     """[{strategy, overrides, tokens_per_s, speedup, same_maths}] for every preset and every
     exchange with the balanced split, fastest first; speedup is against the prediction of cfg's
-    own strategy."""
-    from bench.predict import predict
+    own strategy. Each is bench.predict.predict of cfg with that strategy and split and the run's
+    own knobs (bench.predict.fast shares what does not depend on the strategy)."""
+    from bench.predict.fast import Predictor, variant_of
 
-    own = predict(cfg)["tokens_per_s"]
+    predictor = Predictor(cfg, fleet_job=False)
+    own = predictor.predict(variant_of(cfg))["tokens_per_s"]
     rows = []
-    for name, split in _candidates():
-        tps = predict(_with_strategy(cfg, name, split))["tokens_per_s"]
+    for name, split in candidates():
+        tps = predictor.predict(variant_of(cfg, name=name, split=split))["tokens_per_s"]
         rows.append({"strategy": split_mod.label_of(name, split),
                      "overrides": _overrides(name, split), "tokens_per_s": tps,
                      "speedup": tps / own, "same_maths": name in SAME_MATHS})
     return sorted(rows, key=lambda r: -r["tokens_per_s"])
 
 
-def _candidates() -> list[tuple[str, str]]:
+def candidates() -> list[tuple[str, str]]:
     """(strategy, split): the seven presets, then each other exchange with the balanced split."""
     presets = [(n, split_mod.preset_split(n)) for n in STRATEGIES]
     return presets + [(n, "balanced") for n in STRATEGIES
@@ -46,15 +47,6 @@ def _overrides(name: str, split: str) -> str:
     if split == split_mod.preset_split(name):
         return f"strategy={name}"
     return f"strategy={name} strategy.split={split}"
-
-
-def _with_strategy(cfg, name: str, split: str):
-    """cfg with another strategy and split and the run's own knobs (bucket cap, H, PowerSGD
-    rank): the presets differ from each other only in the name and split at their defaults."""
-    out = copy.deepcopy(cfg)
-    out.strategy.name = name
-    out.strategy.split = split
-    return out
 
 
 def line(cfg) -> str | None:
@@ -71,7 +63,7 @@ def line(cfg) -> str | None:
                      and r["speedup"] > 1.005), None)
         if safe:
             text += f", {safe['overrides']} x{safe['speedup']:.2f} (same maths)"
-    return text + "; the remedies side by side: hetbench run -m experiment=remedies"
+    return text + "; ranked at equal loss, with the evidence: hetbench advise --from RUN_DIR"
 
 
 def for_run(run_dir: Path) -> list[str]:
@@ -88,4 +80,4 @@ def for_run(run_dir: Path) -> list[str]:
         text = line(cfg)
     except ConfigError:
         return []
-    return [text] if text else []
+    return [text.replace("RUN_DIR", str(run_dir))] if text else []

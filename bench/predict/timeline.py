@@ -48,7 +48,9 @@ class Step:
 
 class Timeline:
     def __init__(self, fleet: Fleet, exchange: Exchange, links: LinkModel, noise: Noise,
-                 align_every: int):
+                 align_every: int, handovers: dict | None = None):
+        """handovers: a cache of slowest hand-overs to share among timelines of one fleet and
+        noise (bench.predict.fast: the strategies of a search hand over alike)."""
         self.fleet, self.exchange, self.links, self.noise = fleet, exchange, links, noise
         self.align_every = align_every  # the run gathers records every log_every steps
         sites = fleet.sites_per_rank()
@@ -56,7 +58,7 @@ class Timeline:
         self._crossing = {r: inter_site_bytes(r, 1.0, sites) for r in ROUTES}
         # Steps repeat: the same transfers from the same relative starts give the same slowest
         # hand-overs, shifted. Cached, a 200-step prediction costs a few distinct steps.
-        self._handovers: dict = {}
+        self._handovers: dict = {} if handovers is None else handovers
         self._wires: dict = {}
         f = fleet
         self._slowest_compute = expected_max(np.zeros(len(f.count)), f.compute, f.count, noise,
@@ -76,7 +78,7 @@ class Timeline:
         """Expected slowest hand-over of each bucket (absolute, device ms)."""
         first = float(start.min())
         relative = start - first
-        key = (relative.tobytes(), tr.kind)
+        key = (relative.tobytes(), tr.share.tobytes())
         if key not in self._handovers:
             f = self.fleet
             self._handovers[key] = np.array([
