@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" "$@"; }
 install torch  # first and alone: the biggest download, and a failure here names torch
-install -e '.[dev,cluster]'
+install -e '.[dev,cluster,parquet]'
 "$VENV/bin/python" -m pip check
 "$VENV/bin/python" scripts/min_versions.py "$CONSTRAINTS"
 echo "install: $((SECONDS - start)) s"
