@@ -21,6 +21,11 @@ test: setup
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow"
 
+# The unit tests at the dependency floors (constraints/min.txt) in .venv-min (CONTRIBUTING.md).
+.PHONY: test-min
+test-min:
+	scripts/test_min.sh $(ARGS)
+
 bench-overhead: setup
 	.venv/bin/python benchmarks/overhead.py
 

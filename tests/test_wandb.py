@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import read_records
 
-from bench.rank.wandb_logger import flatten, wandb_id
+from bench.rank.wandb_logger import RUN_SETTINGS, flatten, wandb_id
 from bench.results import files
 
 FAKE_KEY = "local-0123456789abcdef0123456789abcdef01234567"  # must never reach a file
@@ -182,6 +182,15 @@ def test_wandb_ids_are_sanitised():
     assert wandb_id("20260101-120000-ab12") == "20260101-120000-ab12"
     assert wandb_id("sweep/a:b#c?d%e") == "sweep-a-b-c-d-e"
     assert len(wandb_id("x" * 200)) == 64
+
+
+def test_the_installed_wandb_takes_the_run_settings():
+    """wandb.Settings refuses names it does not know (x_disable_stats came in 0.19): this fails at
+    once on a wandb below pyproject.toml's floor, where only the slow offline runs would."""
+    import wandb
+
+    settings = wandb.Settings(**RUN_SETTINGS)
+    assert {key: getattr(settings, key) for key in RUN_SETTINGS} == RUN_SETTINGS
 
 
 def test_mode_disabled_or_wandb_mode_env_gives_the_null_logger(monkeypatch, tmp_path):

@@ -72,6 +72,11 @@ CLUSTER_SUMMARIES = {"step_ms_p50": "min,max,last", "tokens_per_s": "min,max,las
                      "loss": "min,last"}
 RANK_SUMMARIES = {"compute_ms": "min,max,last", "wait_ms": "max,last", "transfer_ms": "max,last",
                   "loss": "min,last"}
+# wandb.Settings of every run. x_disable_stats is wandb 0.19's name (older releases refuse it):
+# pyproject.toml's floor follows this dict, and tests/test_wandb.py checks it fast.
+RUN_SETTINGS = {"silent": True,            # no banners between the progress lines
+                "console": "off",          # leave stdout alone: the progress line redraws in place
+                "x_disable_stats": True}   # no system sampling thread competing with the ranks
 LINE_SERIES = {"wait_ms": "wait for slower ranks per step (ms), every rank",
                "compute_ms": "compute (forward + backward) per step (ms), every rank"}
 
@@ -118,11 +123,7 @@ class WandbLogger:
             project=cfg.logger.wandb.project, entity=cfg.logger.wandb.entity,
             group=cfg.logger.wandb.group, name=run_id, id=wandb_id(run_id), mode=mode,
             dir=str(self.run_dir), config=config, job_type="train",
-            settings=wandb.Settings(
-                silent=True,            # no banners between the progress lines
-                console="off",          # leave stdout alone: the progress line redraws in place
-                x_disable_stats=True,   # no system sampling thread competing with the ranks
-            ))
+            settings=wandb.Settings(**RUN_SETTINGS))
         self._define_metrics(cluster.world_size(cfg))
 
     def _define_metrics(self, world: int) -> None:
