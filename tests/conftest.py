@@ -76,7 +76,8 @@ SUBMITIT_POINTS = ("000_latency_ms=0", "001_latency_ms=20")
 
 
 def submitit_sweep_args(out_root: Path) -> list[str]:
-    return ["run", "-m", "network.inter_site.latency_ms=0,20", "hydra/launcher=submitit_local",
+    return ["run", "-m", "experiment=none", "network.inter_site.latency_ms=0,20",
+            "hydra/launcher=submitit_local",
             "cluster.groups=[{device:H100,count:1,site:a},{device:H100,count:1,site:b}]",
             "train.steps=16", "train.warmup_steps=4", "train.log_every=4", "train.micro_batch=2",
             "train.seq_len=32", "emulation.compute=off", "logger.wandb.mode=offline",

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 # The case: one A100, one H100, one B200 with a balanced split of a GPT-2-small workload,
 # no link delay.
-MIX = ["cluster.groups=[{device:A100,count:1,site:a},{device:H100,count:1,site:a},"
+MIX = ["experiment=none", "cluster.groups=[{device:A100,count:1,site:a},{device:H100,count:1,site:a},"
        "{device:B200,count:1,site:a}]", "strategy=balanced", "network=rack",
        "emulation.workload={n_layer:12,n_embd:768,vocab_size:50304,micro_batch:8,seq_len:1024}",
        "train.micro_batch=8", "train.steps=100", "train.warmup_steps=10", "logger=none"]

@@ -161,15 +161,17 @@ FUZZ_EXAMPLES = int(os.environ.get("HETBENCH_FUZZ_EXAMPLES", "120"))
                                  HealthCheck.function_scoped_fixture])
 @given(args=overrides)
 def test_fuzzed_overrides_give_0_or_2_and_never_a_traceback(tmp_path, args):
-    rc, err, launched = run_cli(str(tmp_path / "runs"), args)  # any exception fails the test
+    out = tmp_path / "runs"  # shared by every example: an accepted one makes its run dir
+    before = sorted(out.iterdir()) if out.exists() else []
+    rc, err, launched = run_cli(str(out), args)  # any exception fails the test
     assert rc in (0, 2), (rc, err)
     if rc == 2:
         assert launched == [], f"launched on bad input {args}"
         assert err.count("hetbench: error:") == 1 and "Traceback" not in err, err
         assert _names_a_key(err, args), f"no key named for {args}: {err}"
+        assert (sorted(out.iterdir()) if out.exists() else []) == before  # nothing written
     else:
         assert len(launched) == 1 and err == "", (args, err)
-    assert not (tmp_path / "runs").exists()
 
 
 def test_schema_walk_sees_every_section():

@@ -15,7 +15,7 @@ from conftest import read_json
 from netns_hosts import two_hosts  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = ["train.device=cpu", "logger=none", "train.steps=12", "train.warmup_steps=2",
+RUN = ["experiment=none", "train.device=cpu", "logger=none", "train.steps=12", "train.warmup_steps=2",
        "train.micro_batch=2", "train.seq_len=32"]
 PORT = 29500  # each namespace has its own ports: no clash with runs outside
 

@@ -16,7 +16,7 @@ def test_report_names_the_slowed_rank_and_its_window(tmp_path):
     # Pacing holds compute to its target, so 60 ms stands well clear of the step-to-step noise.
     fault = f"{{kind:slow,rank:{FAULT_RANK},start_step:{FAULT_START},end_step:{FAULT_END},ms:60}}"
     hetbench = [shutil.which("hetbench", path=str(Path(sys.executable).parent)) or "hetbench"]
-    run = subprocess.run(hetbench + ["run", "cluster=h100x2", "network=rack", "train.steps=60",
+    run = subprocess.run(hetbench + ["run", "experiment=none", "cluster=h100x2", "network=rack", "train.steps=60",
                                      "train.warmup_steps=5", f"faults=[{fault}]",
                                      f"out_root={tmp_path}", "run_id=faulty"],
                          capture_output=True, text=True, timeout=300)

@@ -106,7 +106,7 @@ def offline_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["WANDB_API_KEY"] = FAKE_KEY
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "cluster=h100x2", f"train.steps={STEPS}",
+        [sys.executable, "-m", "bench.cli", "run", "experiment=none", "cluster=h100x2", f"train.steps={STEPS}",
          f"train.warmup_steps={WARMUP}", f"train.log_every={LOG_EVERY}", "run_id='wb:run#1'",
          "logger.wandb.group=grp", f"out_root={out}"],
         capture_output=True, text=True, timeout=120, env=env)
