@@ -13,9 +13,15 @@ run: setup
 collectives: setup
 	.venv/bin/hetbench collectives $(ARGS)
 
-# The whole suite, multi-process runs included (~20-25 minutes on a 2-core laptop).
+# The suite, multi-process runs included, less the heavy checks (~20 minutes on a 2-core laptop).
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -m "not heavy"
+
+# The longest slow checks (marked heavy: a wheel in a fresh venv, a two-node Slurm, advise and
+# combined strategies emulated; ~6 minutes). CI runs them after `make test`.
+.PHONY: test-heavy
+test-heavy: setup
+	.venv/bin/python -m pytest -q -m heavy
 
 # Unit tests only: seconds.
 test-fast: setup

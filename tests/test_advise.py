@@ -14,6 +14,7 @@ from bench import config as config_mod
 from bench.advise import losscost, main, search, verify
 from bench.predict import as_fleet_job, predict
 from bench.predict.fast import Predictor, variant_of
+from bench.results.outroot import run_dirs
 
 DOC = {"source": "benchmarks/loss_costs.py", "commit": "abc", "date": "2026-01-01", "steps": 300,
        "seeds": [0, 1, 2], "tokens": 153600, "model": "proxy",
@@ -244,6 +245,7 @@ def test_the_fast_predictor_keeps_the_runs_own_stack_for_the_remedy_line():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_advise_on_mixed4_holds_when_emulated(tmp_path):
     """The default experiment (GPT-2 small on mixed4 over campus): the top pick and ddp emulated
     here make the tokens/s predicted for them, within 10%, and so the factor claimed over ddp."""
@@ -265,5 +267,5 @@ def test_advise_on_mixed4_holds_when_emulated(tmp_path):
     got = best["emulated"]["tokens_per_s"] / base["emulated"]["tokens_per_s"]
     assert got == pytest.approx(claimed, rel=0.10) and got > 1.0
     assert (tmp_path / "adv" / "advice.md").exists()
-    assert {p.name for p in (tmp_path / "adv" / "runs").iterdir()} == {
+    assert {p.name for p in run_dirs(tmp_path / "adv" / "runs")} == {
         "00-" + best["strategy"].replace("+", "-"), "01-ddp"}

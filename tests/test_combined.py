@@ -158,6 +158,7 @@ def test_predicted_combination_steps_at_its_slowest_rank_and_beats_its_parts():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_emulated_diloco_with_the_balanced_split(tmp_path):
     """A short paced run: it trains, its ranks take the per-site balanced split, it reports
     itself as diloco+balanced, and the predictor reproduces its step time."""

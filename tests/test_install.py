@@ -108,6 +108,7 @@ def test_a_config_dir_without_config_yaml_is_refused_naming_the_variable(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_wheel_installed_away_from_the_checkout_runs_and_reports(tmp_path):
     venv, elsewhere, out_root = tmp_path / "venv", tmp_path / "elsewhere", tmp_path / "runs"
     elsewhere.mkdir()

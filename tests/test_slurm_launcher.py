@@ -52,7 +52,7 @@ def _jobs(env: dict, array_id: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_a_sweep_runs_each_point_as_a_slurm_job(slurm_cluster, tmp_path):
     env = dict(slurm_cluster, PYTHONUNBUFFERED="1", HETBENCH_RDZV_PORT=str(_port_base()))
-    args = [HETBENCH, "run", "-m", "network.inter_site.latency_ms=0,20", "hydra/launcher=slurm",
+    args = [HETBENCH, "run", "-m", "experiment=none", "network.inter_site.latency_ms=0,20", "hydra/launcher=slurm",
             "hydra.launcher.nodes=1", "hydra.launcher.gpus_per_node=null",
             "hydra.launcher.cpus_per_task=1",  # 1 of the node's CPUs each: both points at once
             f"hydra.launcher.partition={_partition(env)}", "hydra.launcher.timeout_min=5",

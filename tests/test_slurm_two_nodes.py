@@ -15,7 +15,7 @@ from slurm_two_nodes import PARTITION, slurm_two_nodes  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 # One rank a node. Both "nodes" share this machine's cores: one thread a rank, not all of them.
-JOB = ["cluster=h100x2", "train.device=cpu", "emulation.compute=off", "logger=none",
+JOB = ["experiment=none", "cluster=h100x2", "train.device=cpu", "emulation.compute=off", "logger=none",
        "train.steps=6", "train.warmup_steps=2", "train.micro_batch=2", "train.seq_len=32",
        "train.threads_per_rank=1"]
 
@@ -39,6 +39,7 @@ def _check_ran_on_both_nodes(slurm, run_dir: Path, job_id: str, port: int) -> di
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_sbatch_and_a_slurm_sweep_each_run_on_both_nodes(slurm_two_nodes, tmp_path):
     """Both at once (each job takes one CPU of each node): the test's wall time is the longer."""
     slurm, out, sweep_dir = slurm_two_nodes, tmp_path / "runs", tmp_path / "runs" / "two"
