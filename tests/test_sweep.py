@@ -19,7 +19,7 @@ from bench.sweeps import multirun, timescale
 from bench.sweeps import plan as sweep
 
 TWO_SITES = "cluster.groups=[{device:H100,count:1,site:a},{device:H100,count:1,site:b}]"
-TINY = ["train.steps=16", "train.warmup_steps=4", "train.log_every=4", "logger=none"]
+TINY = ["experiment=none", "train.steps=16", "train.warmup_steps=4", "train.log_every=4", "logger=none"]
 
 
 def read_csv(path: Path) -> list[dict]:
