@@ -24,34 +24,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from remedies import (
+    BASE as REMEDIES_BASE,  # benchmarks/ is on sys.path when run as a script
+)
+from remedies import run as remedies_run
+
 from bench import config as config_mod
 from bench.predict import as_fleet_job, predict
 from bench.results.files import read_json
-from bench.results.outroot import run_dirs
 
-HETBENCH = str(Path(sys.executable).parent / "hetbench")
-BASE = ["experiment=remedies", "network.inter_site.latency_ms=50", "logger=none"]
+LINK = ["network.inter_site.latency_ms=50"]  # on top of benchmarks/remedies.py's BASE
 STRATEGIES = {"diloco+balanced": ["strategy=diloco", "strategy.split=balanced"],
               "balanced": ["strategy=balanced"],
               "diloco": ["strategy=diloco"]}
 
 
 def run(out: Path, *overrides: str) -> dict:
-    """One `hetbench run`; its summary (exits on failure, with the run's output)."""
-    out.mkdir(parents=True, exist_ok=True)
-    before = set(run_dirs(out))
-    proc = subprocess.run([HETBENCH, "run", f"out_root={out}", *BASE, *overrides],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"hetbench run {' '.join(overrides)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    (run_dir,) = set(run_dirs(out)) - before
-    return read_json(run_dir / "summary.json")
+    """One `hetbench run` of the remedies benchmark at 50 ms; its summary."""
+    return read_json(remedies_run(out, *LINK, *overrides) / "summary.json")
 
 
 def emulated(out: Path, repeats: int) -> tuple[dict, float]:
@@ -75,7 +69,7 @@ def emulated(out: Path, repeats: int) -> tuple[dict, float]:
 def predicted() -> dict:
     out = {}
     for name, overrides in STRATEGIES.items():
-        result = predict(as_fleet_job(config_mod.compose([*BASE, *overrides])))
+        result = predict(as_fleet_job(config_mod.compose([*REMEDIES_BASE, *LINK, *overrides])))
         assert result["strategy"] == name
         out[name] = result
     return out
