@@ -196,10 +196,16 @@ GPT2_VOCAB = 50304  # GPT-2's 50257 padded to a multiple of 64: 20 GB as a dense
 # In a fresh process: the resident set after the imports (interpreter, numpy, torch), then the
 # peak after building the language and drawing one training-shaped batch. Their difference
 # bounds the language's own peak from above (the imports' transient peak counts against it).
+# The peak is VmHWM, this process's own: ru_maxrss also keeps the peak of the memory the child
+# had before exec, which under (v)fork is pytest's, however large the earlier tests left it.
 MEASURE = """
-import json, os, resource, sys, time
+import json, os, sys, time
 import numpy as np
 from bench.rank.data import MarkovLanguage
+def peak_rss():
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 with open("/proc/self/statm") as statm:
     before = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 start = time.perf_counter()
@@ -207,7 +213,7 @@ lang = MarkovLanguage(int(sys.argv[1]), 4, seed=0)
 build_s = time.perf_counter() - start
 seq = lang.sample(np.random.default_rng([0, 0, 0]), 8, 1025)
 print(json.dumps({"build_s": build_s, "before": before,
-                  "after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "after": peak_rss(),
                   "floor": lang.entropy_floor, "max_token": int(seq.max()),
                   "stationary": lang.stationary.tobytes().hex()}))
 """
