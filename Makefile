@@ -18,7 +18,8 @@ test: setup
 	.venv/bin/python -m pytest -q -m "not heavy"
 
 # The longest slow checks (marked heavy: a wheel in a fresh venv, a two-node Slurm, advise and
-# combined strategies emulated; ~6 minutes). CI runs them after `make test`.
+# combined strategies emulated, 16 ranks, a kept busy host, a stopped sweep; ~9 minutes). CI runs
+# them after `make test`.
 .PHONY: test-heavy
 test-heavy: setup
 	.venv/bin/python -m pytest -q -m heavy

@@ -27,7 +27,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge.socket
 StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool
+SlurmdSpoolDir=$(readlink "$dir/spool")
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
@@ -78,7 +78,10 @@ start() {
   for tool in munged mungekey slurmctld slurmd sinfo; do
     command -v "$tool" > /dev/null || { echo "slurm_local: $tool missing; apt-get install slurm-wlm munge" >&2; exit 3; }
   done
-  mkdir -p "$dir/state" "$dir/spool"
+  mkdir -p "$dir/state"
+  # slurmstepd's sockets live in the spool (<host>_<job>.<step>, the step 4294967291 for a batch
+  # script), under the 108-byte limit of a socket path: a short directory, linked from DIR/spool
+  [ -L "$dir/spool" ] || ln -s "$(mktemp -d /tmp/hbs.XXXXXX)" "$dir/spool"
   chmod 0700 "$dir"
   write_conf "$dir"
   start_munge "$dir"
@@ -110,6 +113,7 @@ stop() {  # jobs first (their slurmstepd must end while slurmd is there to reap 
   stop_pid "$dir/slurmd.daemon"
   stop_pid "$dir/slurmctld.daemon"
   stop_pid "$dir/munged.pid"
+  if [ -L "$dir/spool" ]; then rm -rf "$(readlink "$dir/spool")"; fi
 }
 
 [ $# -eq 2 ] || usage

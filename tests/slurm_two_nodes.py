@@ -19,6 +19,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={dir}/munge.socket
 StateSaveLocation={dir}/state
-SlurmdSpoolDir={dir}/spool-%n
+SlurmdSpoolDir={spool}/%n
 SlurmctldPidFile={dir}/slurmctld.pid
 SlurmdPidFile={dir}/slurmd-%n.pid
 SlurmctldLogFile={dir}/slurmctld.log
@@ -79,6 +80,9 @@ class TwoNodeSlurm:
     dir: Path
     env: dict  # to submit with: SLURM_CONF, this venv on PATH (sbatch exports it to the jobs)
     daemons: list = field(default_factory=list)
+    # slurmstepd's sockets live in the spool, <node>_<job>.<step> (step 4294967291 for a batch
+    # script), under the 108-byte limit of a socket path: so not under pytest's long tmp_path
+    spool: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hbs", dir="/tmp")))
 
     @property
     def nodes(self) -> list[str]:
@@ -137,11 +141,13 @@ class TwoNodeSlurm:
         self._wait_idle()
 
     def _write_files(self) -> None:
-        for sub in ("state", *(f"spool-{n}" for n in self.nodes)):
-            (self.dir / sub).mkdir(parents=True)
+        (self.dir / "state").mkdir(parents=True)
+        for node in self.nodes:
+            (self.spool / node).mkdir()
+        (self.dir / "spool").symlink_to(self.spool)  # found beside the logs
         os.chmod(self.dir, 0o700)
         (self.dir / "slurm.conf").write_text(CONF.format(
-            dir=self.dir, n1=self.nodes[0], n2=self.nodes[1], a1=self.hosts.addr("a"),
+            dir=self.dir, spool=self.spool, n1=self.nodes[0], n2=self.nodes[1], a1=self.hosts.addr("a"),
             a2=self.hosts.addr("b"), cpus=os.cpu_count(), partition=PARTITION))
         # Both nodes' names resolve on both hosts (torchrun and Gloo look host names up).
         names = "".join(f"{self.hosts.addr(s)} {n}\n" for s, n in zip("ab", self.nodes))
@@ -188,6 +194,7 @@ class TwoNodeSlurm:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        shutil.rmtree(self.spool, ignore_errors=True)
 
 
 def _wait_for(ready, timeout: float, what: str) -> None:

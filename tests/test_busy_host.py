@@ -81,6 +81,7 @@ def test_a_busy_host_mid_run_is_seen_recovered_from_and_never_a_straggler(quiet,
     assert len(scales) >= 2
 
 
+@pytest.mark.heavy  # a second busy-host run: ~40 s
 def test_kept_lag_without_recovery_degrades_the_run_and_blames_the_host(tmp_path):
     rc, run_dir, output = run_with_load(tmp_path, *MIX, "emulation.lagged_steps=keep",
                                         "emulation.rescale=off", "emulation.max_lagged_share=0.1",

@@ -184,6 +184,7 @@ def test_full_disk_fails_clearly_and_leaves_whole_json(out_root):
             json.loads(line)  # whole lines up to the last one the disk took
 
 
+@pytest.mark.heavy  # a sweep stopped and rerun: ~30 s
 def test_interrupted_sweep_resumes(out_root):
     sweep = [HETBENCH, "run", "-m", f"out_root={out_root}", "sweep_id=sw", *LONG[:2],
              "train.steps=24", "train.warmup_steps=2", "train.log_every=5", "train.seed=0,1",

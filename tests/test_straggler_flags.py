@@ -94,6 +94,7 @@ SICK = 3  # an H100: +40 ms of forward on every step
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # 16 ranks on 2 cores: ~70 s
 def test_mixed16_run_flags_the_sick_h100_alone(tmp_path):
     """Fifteen ranks at their own device's speed (12 of them far below 0.75 x the fastest) are
     not flagged; the H100 slowed by 40 ms is, and only it."""

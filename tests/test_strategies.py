@@ -134,6 +134,7 @@ def test_ideal_tokens_per_s_is_the_sum_of_device_speeds(default_run):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # two 4-rank trainings: ~30 s
 def test_balanced_trains_the_uniform_split_s_model(tmp_path):
     """Same sequences, cut differently, losses weighted: the loss curve of ddp, to float
     rounding. Unpaced and unemulated (the math does not depend on either)."""
