@@ -30,6 +30,7 @@ from bench import config
 from bench.advise import losscost
 from bench.analysis import remedies
 from bench.results import files, rundir
+from bench.results.outroot import run_dirs
 
 ROOT = Path(__file__).resolve().parent.parent
 HETBENCH = str(Path(sys.executable).parent / "hetbench")
@@ -41,6 +42,9 @@ MEASURED = [
     ("powersgd", {"powersgd_rank": 4}), ("powersgd", {"powersgd_rank": 1}),
     ("localsgd", {"sync_every": 16}), ("diloco", {"sync_every": 16}),
     ("diloco", {"sync_every": 8}), ("diloco", {"sync_every": 50}),
+    ("powersgd", {"powersgd_rank": 16}), ("localsgd", {"sync_every": 8}),
+    ("localsgd", {"sync_every": 50}), ("localsgd", {"sync_every": 200}),
+    ("diloco", {"sync_every": 200}),
 ]
 
 
@@ -48,16 +52,16 @@ def run(out: Path, overrides: list[str]) -> Path:
     """One unpaced `hetbench run`, or the finished one already in `out` with the same overrides
     (--runs DIR: a measurement stopped half-way resumes)."""
     out.mkdir(parents=True, exist_ok=True)
-    for done in sorted(out.iterdir()):
+    for done in run_dirs(out):
         if (done / "summary.json").exists() and _overrides(done) == BASE + overrides:
             return done
-    before = set(out.iterdir())
+    before = set(run_dirs(out))
     proc = subprocess.run([HETBENCH, "run", f"out_root={out}", *BASE, *overrides],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"hetbench run {' '.join(overrides)} failed:\n{proc.stdout[-3000:]}"
                  f"{proc.stderr[-3000:]}")
-    (run_dir,) = set(out.iterdir()) - before
+    (run_dir,) = set(run_dirs(out)) - before
     return run_dir
 
 

@@ -112,7 +112,8 @@ def knob_lines(doc: dict) -> list[str]:
             f"{p['value']:g}: {tps(p['tokens_per_s'])}" if isinstance(p["value"], float)
             else f"{p['value']}: {tps(p['tokens_per_s'])}" for p in k["points"])
         unmeasured = [p for p in k["points"] if p["basis"] != BASIS_EQUAL_LOSS]
-        note = f" ({len(unmeasured)} of them without a measured loss cost)" if unmeasured else ""
+        note = f" ({len(unmeasured)} of them without an equal-loss rate: tokens/s only)" \
+            if unmeasured else ""
         out.append(f"- {k['knob']} (best {k['best']}): tokens/s {points}{note}")
     return out
 
