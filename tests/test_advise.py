@@ -230,6 +230,24 @@ def test_verification_only_where_the_cluster_fits_this_machine():
     assert not ok and "not be paced" in why
 
 
+def test_checks_of_periodic_syncs_keep_their_lagged_steps(tmp_path, monkeypatch):
+    """A localsgd / diloco window holds one sync in H steps: leaving a lagged step out would
+    change the sync's share (bench/advise/verify.py), so those checks keep them; others do not."""
+    cfg = config_mod.compose(["experiment=remedies", "logger=none"])
+    launched = []
+
+    def fake_run(args, **_):
+        launched.append(args)
+        return subprocess.CompletedProcess(args, 1, "", "no run here")
+
+    monkeypatch.setattr(verify.subprocess, "run", fake_run)
+    for i, name in enumerate(("localsgd", "diloco", "ddp", "powersgd")):
+        row = {"strategy": name, "variant": search.horizon(cfg, variant_of(cfg, name=name))}
+        assert verify.emulate([], row, tmp_path, i)["status"] == "failed"
+    kept = [verify.KEEP_LAGGED in args for args in launched]
+    assert kept == [True, True, False, False]
+
+
 def test_bad_input_exits_2_naming_the_fix(tmp_path):
     proc = subprocess.run([HETBENCH, "advise", "--verify", "-1"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--verify" in proc.stderr

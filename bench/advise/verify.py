@@ -25,7 +25,7 @@ from bench.results import files
 
 MAX_WORLD = 8
 HETBENCH = [sys.executable, "-m", "bench.cli"]
-KEEP_LAGGED = ["emulation.lagged_steps=keep"]  # for periodic syncs: see above
+KEEP_LAGGED = "emulation.lagged_steps=keep"
 
 
 def fits(cfg, max_world: int = MAX_WORLD) -> tuple[bool, str]:
@@ -52,7 +52,9 @@ def emulate(base: list[str], row: dict, out: Path, index: int, timeout_s: float 
     inter_site_bytes_per_step, time_scale} or {run_dir, status: failed, error}."""
     name = run_dir_name(index, row["strategy"])
     overrides = [*base, *row["variant"].overrides(), f"out_root={out}", f"run_id={name}",
-                 "logger=none", *KEEP_LAGGED * bool(row["variant"].outer)]
+                 "logger=none"]
+    if row["variant"].outer:  # one sync in the window: see above
+        overrides.append(KEEP_LAGGED)
     run_dir = out / name
     try:
         proc = subprocess.run([*HETBENCH, "run", *overrides], capture_output=True, text=True,
